@@ -1,0 +1,870 @@
+#!/usr/bin/env python
+"""Fine-tune and evaluate a sequence-to-sequence model for summarization with `Seq2SeqTrainer`.
+
+Works with any `AutoModelForSeq2SeqLM` checkpoint (T5, BART, mBART, Pegasus, Marian, ...), on a Hub
+dataset (`--dataset_name`) or local `.csv` / `.json` / `.jsonl` files, and scores generated summaries
+with ROUGE-1/2/L/Lsum computed by `rouge_score` (stemmer on, F1 x 100, mean over examples).
+
+One process (CPU or one GPU), on the tiny offline demo model and the shipped sample data:
+
+    python examples/pytorch/summarization/run_summarization.py \
+        --model_name_or_path .cache/tiny-models/t5 --source_prefix "summarize: " \
+        --train_file tests/fixtures/summarization/xsum/sample.json \
+        --validation_file tests/fixtures/summarization/xsum/sample.json \
+        --test_file tests/fixtures/summarization/xsum/sample.json \
+        --do_train --do_eval --do_predict --predict_with_generate \
+        --max_steps 50 --per_device_train_batch_size 2 --output_dir outputs/xsum-t5
+
+Several GPUs (or two CPU processes): the same arguments after `torchrun --nproc_per_node 2` or
+`accelerate launch --num_processes 2`. All arguments can also come from one `.json`/`.yaml` file:
+
+    python examples/pytorch/summarization/run_summarization.py examples/pytorch/summarization/demo.yaml
+"""
+
+import difflib
+import logging
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+
+import datasets
+import nltk
+import numpy as np
+import transformers
+from datasets import DatasetDict, load_dataset
+from huggingface_hub import is_offline_mode, try_to_load_from_cache
+from rouge_score import rouge_scorer
+from transformers import (
+    AutoConfig,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    HfArgumentParser,
+    MBart50Tokenizer,
+    MBartTokenizer,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+logger = logging.getLogger(__name__)
+
+# Tokenizers whose language code decides the decoder start token (set from --lang).
+MULTILINGUAL_TOKENIZERS = (MBartTokenizer, MBart50Tokenizer)
+
+# Text and summary columns of well-known Hub summarization datasets, used when the flags are not given.
+summarization_name_mapping = {
+    "amazon_reviews_multi": ("review_body", "review_title"),
+    "big_patent": ("description", "abstract"),
+    "cnn_dailymail": ("article", "highlights"),
+    "orange_sum": ("text", "summary"),
+    "pn_summary": ("article", "summary"),
+    "psc": ("extract_text", "summary_text"),
+    "samsum": ("dialogue", "summary"),
+    "thaisum": ("body", "summary"),
+    "xglue": ("news_body", "news_title"),
+    "xsum": ("document", "summary"),
+    "wiki_summary": ("article", "highlights"),
+    "multi_news": ("document", "summary"),
+}
+
+# Files a finished (or partly finished) run leaves in --output_dir. Their presence means "results here".
+RESULT_FILES = (
+    "all_results.json",
+    "train_results.json",
+    "eval_results.json",
+    "predict_results.json",
+    "generated_predictions.txt",
+    "trainer_state.json",
+)
+
+DATA_FILE_FLAGS = {"train": "--train_file", "validation": "--validation_file", "test": "--test_file"}
+
+
+class UsageError(ValueError):
+    """A problem with the user's arguments or data: reported as one line, without a traceback."""
+
+
+@dataclass
+class ModelArguments:
+    """Which model, config and tokenizer to fine-tune."""
+
+    model_name_or_path: str = field(
+        metadata={"help": "Local folder saved with `save_pretrained`, or a Hub model id (needs network)."}
+    )
+    config_name: str | None = field(
+        default=None, metadata={"help": "Config name or path, if not the same as --model_name_or_path."}
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer name or path, if not the same as --model_name_or_path."}
+    )
+    cache_dir: str | None = field(
+        default=None, metadata={"help": "Where to store models and datasets downloaded from the Hub."}
+    )
+    use_fast_tokenizer: bool = field(
+        default=True, metadata={"help": "Use a fast (Rust `tokenizers`) tokenizer when the model has one."}
+    )
+    model_revision: str = field(default="main", metadata={"help": "Hub branch, tag or commit of the model to use."})
+    token: str | None = field(
+        default=None,
+        metadata={"help": "Hub token for private models and datasets (default: the one from `hf auth login`)."},
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "Allow model and dataset code from the Hub to run on your machine. Only for repos you trust."
+        },
+    )
+    resize_position_embeddings: bool | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "What to do when the model has fewer position embeddings than --max_source_length: "
+                "unset = warn and resize, True = resize, False = stop with an error."
+            )
+        },
+    )
+
+
+@dataclass
+class DataTrainingArguments:
+    """What data to train and evaluate on, and how to tokenize and score it."""
+
+    lang: str | None = field(
+        default=None,
+        metadata={"help": "Language code of the text, required by mBART tokenizers (e.g. en_XX)."},
+    )
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset id (needs network), e.g. xsum or cnn_dailymail."}
+    )
+    dataset_config_name: str | None = field(
+        default=None, metadata={"help": "Hub dataset configuration, e.g. 3.0.0 for cnn_dailymail."}
+    )
+    text_column: str | None = field(
+        default=None,
+        metadata={"help": "Column with the full text (default: known for Hub datasets, else the first column)."},
+    )
+    summary_column: str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Column with the summary (default: known for Hub datasets, else the second column). A list of "
+                "strings means several references: training uses the first, ROUGE takes the best per example."
+            )
+        },
+    )
+    train_file: str | None = field(default=None, metadata={"help": "Training data: a .csv, .json or .jsonl file."})
+    validation_file: str | None = field(
+        default=None, metadata={"help": "Evaluation data for --do_eval: a .csv, .json or .jsonl file."}
+    )
+    test_file: str | None = field(
+        default=None,
+        metadata={
+            "help": "Data for --do_predict: a .csv, .json or .jsonl file. Without the summary column, ROUGE is skipped."
+        },
+    )
+    overwrite_cache: bool = field(default=False, metadata={"help": "Tokenize again instead of using the cache."})
+    preprocessing_num_workers: int | None = field(
+        default=None, metadata={"help": "Number of processes for tokenization (default: this one only)."}
+    )
+    max_source_length: int = field(
+        default=1024, metadata={"help": "Maximum input length in tokens after tokenization; longer inputs are cut."}
+    )
+    max_target_length: int = field(
+        default=128, metadata={"help": "Maximum summary length in tokens for training; longer labels are cut."}
+    )
+    val_max_target_length: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Maximum summary length in tokens for eval/predict labels, and the default "
+                "--generation_max_length (default: --max_target_length)."
+            )
+        },
+    )
+    pad_to_max_length: bool = field(
+        default=False,
+        metadata={
+            "help": "Pad every example to the maximum length (static shapes, e.g. for TPU) instead of per batch."
+        },
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N training examples (debugging, quick runs)."}
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N evaluation examples."})
+    max_predict_samples: int | None = field(
+        default=None, metadata={"help": "Keep only the first N prediction examples."}
+    )
+    num_beams: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Beams for generation in eval/predict (default: --generation_num_beams, else the model's "
+                "generation config). 1 = greedy."
+            )
+        },
+    )
+    ignore_pad_token_for_loss: bool = field(
+        default=True, metadata={"help": "Leave padded label positions out of the loss."}
+    )
+    source_prefix: str = field(
+        default="", metadata={"help": "Text added before every input, e.g. 'summarize: ' for T5 models."}
+    )
+    forced_bos_token: str | None = field(
+        default=None,
+        metadata={"help": "For mBART-50: language code forced as the first generated token (e.g. en_XX)."},
+    )
+
+    def __post_init__(self):
+        if self.val_max_target_length is None:
+            self.val_max_target_length = self.max_target_length
+
+
+@dataclass
+class SummarizationTrainingArguments(Seq2SeqTrainingArguments):
+    """`Seq2SeqTrainingArguments` plus the output-directory guard that transformers 5 dropped."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "Allow --output_dir to hold an earlier run: its result files and checkpoints are deleted first. "
+                "Without it a non-empty --output_dir is refused (or resumed, if it holds only checkpoints)."
+            )
+        },
+    )
+
+
+def parse_args() -> tuple[ModelArguments, DataTrainingArguments, SummarizationTrainingArguments]:
+    """Parse the command line, or a single .json/.yaml file of arguments. Raises UsageError."""
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, SummarizationTrainingArguments))
+    try:
+        if len(sys.argv) == 2 and sys.argv[1].endswith((".json", ".yaml", ".yml")):
+            config_path = os.path.abspath(sys.argv[1])
+            if not os.path.isfile(config_path):
+                raise UsageError(f"argument file {sys.argv[1]} does not exist")
+            if config_path.endswith(".json"):
+                return parser.parse_json_file(json_file=config_path)
+            return parser.parse_yaml_file(yaml_file=config_path)
+        return parser.parse_args_into_dataclasses()
+    except UsageError:
+        raise
+    except ValueError as error:  # invalid values or unknown keys, found by the dataclasses
+        raise UsageError(str(error).strip().splitlines()[0]) from error
+
+
+def setup_logging(training_args: SummarizationTrainingArguments) -> None:
+    """HF's log format on stdout; info on the main process, warnings only on the others."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    if training_args.should_log:
+        transformers.utils.logging.set_verbosity_info()
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+
+
+def check_data_file(flag: str, path: str) -> None:
+    """Raise UsageError unless `path` is an existing, non-empty .csv/.json/.jsonl file."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in (".csv", ".json", ".jsonl"):
+        raise UsageError(f"{flag} {path}: unknown extension '{extension}'; use a .csv, .json or .jsonl file")
+    if not os.path.isfile(path):
+        raise UsageError(f"{flag} {path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise UsageError(f"{flag} {path}: the file is empty; give it one example per row/line")
+
+
+def check_model_reachable(flag: str, name_or_path: str | None) -> None:
+    """Raise UsageError for a Hub id that cannot be loaded because the Hub is offline and it is not cached."""
+    if name_or_path is None or os.path.isdir(name_or_path) or not is_offline_mode():
+        return
+    try:
+        cached = try_to_load_from_cache(name_or_path, "config.json") or try_to_load_from_cache(
+            name_or_path, "tokenizer_config.json"
+        )
+    except ValueError:  # not even a valid repo id, so it can only have been meant as a local path
+        cached = None
+    if not isinstance(cached, str):
+        raise UsageError(
+            f"{flag} '{name_or_path}' is not a local folder, and the Hub is offline (HF_HUB_OFFLINE=1) with no "
+            "cached copy: pass a folder saved with save_pretrained, or unset HF_HUB_OFFLINE to download it"
+        )
+
+
+def check_output_dir(training_args: SummarizationTrainingArguments) -> str | None:
+    """Decide what to do with an existing --output_dir; return a checkpoint to resume from, or None.
+
+    An empty or missing folder is fine. A folder that holds only `checkpoint-*` folders (a training job
+    that was killed) is resumed from its last checkpoint when training. Anything else is refused unless
+    --overwrite_output_dir or --resume_from_checkpoint is given, so no earlier result is overwritten silently.
+    """
+    output_dir = training_args.output_dir
+    if not os.path.isdir(output_dir) or training_args.overwrite_output_dir:
+        return None
+    entries = sorted(os.listdir(output_dir))
+    if not entries or training_args.resume_from_checkpoint:
+        return None
+    last_checkpoint = get_last_checkpoint(output_dir)
+    results = [name for name in entries if name in RESULT_FILES]
+    if training_args.do_train and last_checkpoint is not None and not results:
+        return last_checkpoint
+    shown = ", ".join((results or entries)[:5]) + (", ..." if len(results or entries) > 5 else "")
+    resume_hint = f", --resume_from_checkpoint {last_checkpoint}" if last_checkpoint else ""
+    raise UsageError(
+        f"--output_dir {output_dir} already holds an earlier run ({shown}); choose a new --output_dir, "
+        f"or pass --overwrite_output_dir to replace it{resume_hint}"
+    )
+
+
+def validate_args(
+    model_args: ModelArguments, data_args: DataTrainingArguments, training_args: SummarizationTrainingArguments
+) -> str | None:
+    """Check every flag and input file before anything is loaded; return a checkpoint to resume from, or None.
+
+    Raises UsageError with the flag, the problem and the fix.
+    """
+    if data_args.dataset_name is None and not (
+        data_args.train_file or data_args.validation_file or data_args.test_file
+    ):
+        raise UsageError("no data: pass --dataset_name, or --train_file/--validation_file/--test_file")
+    for split, flag in DATA_FILE_FLAGS.items():
+        path = getattr(data_args, f"{split}_file")
+        if path is not None:
+            check_data_file(flag, path)
+    needs = {"--do_train": ("train", training_args.do_train), "--do_eval": ("validation", training_args.do_eval)}
+    needs["--do_predict"] = ("test", training_args.do_predict)
+    for action, (split, requested) in needs.items():
+        if requested and data_args.dataset_name is None and getattr(data_args, f"{split}_file") is None:
+            raise UsageError(f"{action} needs data: pass {DATA_FILE_FLAGS[split]} (or --dataset_name)")
+    for name in ("max_source_length", "max_target_length", "val_max_target_length"):
+        if getattr(data_args, name) < 1:
+            raise UsageError(f"--{name} must be a positive number of tokens, got {getattr(data_args, name)}")
+    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples", "num_beams"):
+        if getattr(data_args, name) is not None and getattr(data_args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1, got {getattr(data_args, name)} (leave it out for all)")
+    if (training_args.do_eval or training_args.do_predict) and not training_args.predict_with_generate:
+        logger.warning("without --predict_with_generate, eval/predict report only the loss (no ROUGE)")
+    if training_args.push_to_hub and is_offline_mode():
+        raise UsageError(
+            "--push_to_hub needs the network, but HF_HUB_OFFLINE=1 is set; unset it or drop --push_to_hub"
+        )
+    check_model_reachable("--model_name_or_path", model_args.model_name_or_path)
+    check_model_reachable("--config_name", model_args.config_name)
+    check_model_reachable("--tokenizer_name", model_args.tokenizer_name)
+
+    resume = training_args.resume_from_checkpoint
+    if resume is not None and resume.lower() in ("true", "last"):
+        resume = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if resume is None:
+            raise UsageError(f"--resume_from_checkpoint: no checkpoint-* folder in {training_args.output_dir}")
+        training_args.resume_from_checkpoint = resume
+    elif resume is not None and not os.path.isfile(os.path.join(resume, "trainer_state.json")):
+        raise UsageError(f"--resume_from_checkpoint {resume}: not a checkpoint folder (no trainer_state.json in it)")
+    return check_output_dir(training_args)
+
+
+def remove_previous_run(output_dir: str) -> None:
+    """For --overwrite_output_dir: delete an earlier run's result files and checkpoints (nothing else)."""
+    if not os.path.isdir(output_dir):
+        return
+    for name in sorted(os.listdir(output_dir)):
+        path = os.path.join(output_dir, name)
+        if name in RESULT_FILES:
+            os.remove(path)
+        elif name.startswith("checkpoint-") and os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            continue
+        logger.info(f"--overwrite_output_dir: removed {path} from the earlier run")
+
+
+def load_raw_datasets(model_args: ModelArguments, data_args: DataTrainingArguments) -> DatasetDict:
+    """Load the Hub dataset or the local files (each split with the reader its own extension needs)."""
+    if data_args.dataset_name is not None:
+        try:
+            return load_dataset(
+                data_args.dataset_name,
+                data_args.dataset_config_name,
+                cache_dir=model_args.cache_dir,
+                token=model_args.token,
+                trust_remote_code=model_args.trust_remote_code,
+            )
+        except ConnectionError as error:
+            raise UsageError(
+                f"--dataset_name {data_args.dataset_name}: {error}; the Hub is unreachable or offline "
+                "(HF_HUB_OFFLINE=1): pass local files with --train_file/--validation_file/--test_file instead"
+            ) from error
+        except FileNotFoundError as error:
+            raise UsageError(f"--dataset_name {data_args.dataset_name}: {str(error).splitlines()[0]}") from error
+    splits = {}
+    for split, flag in DATA_FILE_FLAGS.items():
+        path = getattr(data_args, f"{split}_file")
+        if path is None:
+            continue
+        reader = "csv" if path.lower().endswith(".csv") else "json"  # the json reader also reads JSON lines
+        try:
+            splits[split] = load_dataset(reader, data_files={split: path}, split=split, cache_dir=model_args.cache_dir)
+        except (datasets.exceptions.DatasetGenerationError, ValueError) as error:
+            cause = error.__cause__ or error
+            raise UsageError(f"{flag} {path} could not be read as {reader}: {str(cause).splitlines()[0]}") from error
+    return DatasetDict(splits)
+
+
+def resolve_columns(raw_datasets: DatasetDict, splits: list[str], data_args: DataTrainingArguments) -> tuple[str, str]:
+    """Return (text_column, summary_column) after checking they exist and hold text in every split used.
+
+    The test split may lack the summary column (predictions are then written but not scored).
+    """
+    first_columns = raw_datasets[splits[0]].column_names
+    known = summarization_name_mapping.get(os.path.basename(data_args.dataset_name or ""))
+    text_column = data_args.text_column or (known[0] if known else first_columns[0])
+    if data_args.summary_column:
+        summary_column = data_args.summary_column
+    elif known:
+        summary_column = known[1]
+    else:
+        summary_column = first_columns[1] if len(first_columns) > 1 else "summary"
+    for split in splits:
+        where = data_args.dataset_name or getattr(data_args, f"{split}_file")
+        columns = raw_datasets[split].column_names
+        for flag, column in (("--text_column", text_column), ("--summary_column", summary_column)):
+            if column not in columns:
+                if flag == "--summary_column" and split == "test":
+                    continue
+                raise UsageError(
+                    f"{flag} '{column}' not in {where} (columns: {', '.join(columns)}); pass {flag} <one of them>"
+                )
+            feature = raw_datasets[split].features[column]
+            is_text = getattr(feature, "dtype", None) in ("string", "large_string")
+            is_text_list = flag == "--summary_column" and getattr(getattr(feature, "feature", None), "dtype", "") in (
+                "string",
+                "large_string",
+            )
+            if not (is_text or is_text_list):
+                raise UsageError(
+                    f"{flag} '{column}' in {where} holds {feature}, not text; pass {flag} <a text column>"
+                )
+    return text_column, summary_column
+
+
+def first_reference(summary: str | list[str] | None) -> str:
+    """The training target of an example: the summary, or the first of several references."""
+    if isinstance(summary, list):
+        return summary[0] if summary else ""
+    return summary or ""
+
+
+def drop_empty_examples(dataset: datasets.Dataset, text_column: str, summary_column: str, name: str):
+    """Drop rows whose text or summary is empty (they teach nothing and break ROUGE); log how many."""
+    kept = dataset.filter(
+        lambda batch: [
+            bool(text and text.strip()) and bool(first_reference(summary).strip())
+            for text, summary in zip(batch[text_column], batch[summary_column], strict=True)
+        ],
+        batched=True,
+        desc=f"Dropping empty {name} examples",
+    )
+    if len(kept) < len(dataset):
+        logger.warning(f"dropped {len(dataset) - len(kept)} {name} examples with an empty text or summary")
+    return kept
+
+
+def check_language_code(flag: str, code: str, valid_codes: list[str]) -> None:
+    """Raise UsageError naming the nearest valid codes when `code` is not one of `valid_codes`."""
+    if code in valid_codes:
+        return
+    same_language = [valid for valid in valid_codes if valid.split("_")[0] == code.split("_")[0]]
+    nearest = same_language or difflib.get_close_matches(code, valid_codes, n=3, cutoff=0.4)
+    suggestion = f"did you mean {' or '.join(nearest)}? " if nearest else ""
+    raise UsageError(
+        f"{flag} '{code}' is not a language code of this tokenizer; {suggestion}(valid: {', '.join(valid_codes)})"
+    )
+
+
+def set_up_language_codes(model, tokenizer, data_args: DataTrainingArguments) -> None:
+    """For mBART-family tokenizers: set the language on the tokenizer and the decoder start / forced BOS ids."""
+    if not isinstance(tokenizer, MULTILINGUAL_TOKENIZERS):
+        if data_args.lang or data_args.forced_bos_token:
+            logger.warning(f"--lang/--forced_bos_token ignored: {type(tokenizer).__name__} has no language codes")
+        return
+    valid_codes = list(tokenizer.lang_code_to_id)
+    if data_args.lang is None:
+        raise UsageError(f"{type(tokenizer).__name__} needs --lang, the language code of your text (e.g. en_XX)")
+    check_language_code("--lang", data_args.lang, valid_codes)
+    tokenizer.src_lang = data_args.lang
+    tokenizer.tgt_lang = data_args.lang
+    if model.config.decoder_start_token_id is None:
+        # mBART starts decoding from the language code of the target text.
+        lang_id = tokenizer.convert_tokens_to_ids(data_args.lang)
+        model.config.decoder_start_token_id = lang_id
+        model.generation_config.decoder_start_token_id = lang_id
+    if data_args.forced_bos_token is not None:
+        check_language_code("--forced_bos_token", data_args.forced_bos_token, valid_codes)
+        forced_id = tokenizer.convert_tokens_to_ids(data_args.forced_bos_token)
+        model.config.forced_bos_token_id = forced_id
+        model.generation_config.forced_bos_token_id = forced_id
+
+
+def fit_position_embeddings(model, model_args: ModelArguments, max_source_length: int) -> None:
+    """Make the model accept --max_source_length tokens, or stop with both fixes named."""
+    max_positions = getattr(model.config, "max_position_embeddings", None)
+    if max_positions is None or max_positions >= max_source_length:
+        return
+    fixes = f"pass --max_source_length {max_positions} or less"
+    if model_args.resize_position_embeddings is False:
+        raise UsageError(
+            f"--max_source_length {max_source_length} exceeds the model's {max_positions} position embeddings; "
+            f"{fixes}, or drop --resize_position_embeddings False to resize them"
+        )
+    if model_args.resize_position_embeddings is None:
+        logger.warning(f"resizing the position embeddings from {max_positions} to {max_source_length}")
+    try:
+        model.resize_position_embeddings(max_source_length)
+    except NotImplementedError as error:
+        raise UsageError(
+            f"--max_source_length {max_source_length} exceeds the {max_positions} position embeddings of "
+            f"{model.config.model_type}, which cannot be resized; {fixes}"
+        ) from error
+
+
+def load_model_and_tokenizer(model_args: ModelArguments):
+    """Load config, tokenizer and model; a folder or Hub id that cannot be loaded raises UsageError."""
+    common = {
+        "cache_dir": model_args.cache_dir,
+        "revision": model_args.model_revision,
+        "token": model_args.token,
+        "trust_remote_code": model_args.trust_remote_code,
+    }
+    source = model_args.model_name_or_path
+    try:
+        config = AutoConfig.from_pretrained(model_args.config_name or source, **common)
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_args.tokenizer_name or source, use_fast=model_args.use_fast_tokenizer, **common
+        )
+        model = AutoModelForSeq2SeqLM.from_pretrained(source, config=config, **common)
+    except OSError as error:
+        raise UsageError(
+            f"--model_name_or_path '{source}' could not be loaded: {str(error).splitlines()[0]} "
+            "(pass a folder saved with save_pretrained, or a Hub model id while online)"
+        ) from error
+    except ValueError as error:
+        if "Unrecognized configuration class" not in str(error):
+            raise
+        raise UsageError(
+            f"--model_name_or_path '{source}' is a {config.model_type} model, not a sequence-to-sequence "
+            "(encoder-decoder) model; use e.g. a T5, BART, mBART, Pegasus or Marian checkpoint"
+        ) from error
+    # A tokenizer with added tokens needs matching embedding rows (no-op otherwise).
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    return config, tokenizer, model
+
+
+def split_sentences(text: str) -> str:
+    """One sentence per line: rougeLsum scores summary-level LCS over these lines (NLTK punkt, English)."""
+    return "\n".join(nltk.sent_tokenize(text.strip()))
+
+
+def check_sentence_splitter() -> None:
+    """Fail before training, not after it, when NLTK's offline `punkt_tab` data is missing."""
+    try:
+        nltk.data.find("tokenizers/punkt_tab/english/")
+    except LookupError as error:
+        raise UsageError(
+            "NLTK data 'punkt_tab' (sentence splitter for rougeLsum) is missing: run "
+            "`python utils/install_nltk_data.py` from this repo (offline), or `python -m nltk.downloader punkt_tab`"
+        ) from error
+
+
+def compute_rouge(predictions: list[str], references: list[str | list[str]]) -> dict[str, float]:
+    """ROUGE-1/2/L/Lsum F1 x 100, mean over examples, rounded to 4 places (rouge_score, Porter stemmer).
+
+    Texts are split into one sentence per line first (this only changes rougeLsum). An example with
+    several references gets the best score over them, per ROUGE type.
+    """
+    rouge_types = ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+    scorer = rouge_scorer.RougeScorer(rouge_types, use_stemmer=True)
+    totals = dict.fromkeys(rouge_types, 0.0)
+    for prediction, reference in zip(predictions, references, strict=True):
+        candidates = [reference] if isinstance(reference, str) else list(reference)
+        candidates = [split_sentences(candidate) for candidate in candidates]
+        scores = scorer.score_multi(candidates, split_sentences(prediction))
+        for rouge_type in rouge_types:
+            totals[rouge_type] += scores[rouge_type].fmeasure
+    return {key: round(100 * total / max(len(predictions), 1), 4) for key, total in totals.items()}
+
+
+def decode_predictions(tokenizer, token_ids) -> tuple[list[str], float]:
+    """Decode generated ids into one-line texts; return them with the mean count of non-pad tokens (gen_len).
+
+    Batches are padded with -100 when gathered; those become pad ids first (decoding a negative id overflows).
+    A newline inside a prediction becomes a space, so the predictions file keeps one line per example.
+    """
+    if isinstance(token_ids, tuple):
+        token_ids = token_ids[0]
+    token_ids = np.where(np.asarray(token_ids) < 0, tokenizer.pad_token_id, token_ids)
+    texts = tokenizer.batch_decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+    predictions = [" ".join(text.split("\n")).strip() for text in texts]
+    gen_len = float(np.mean(np.count_nonzero(token_ids != tokenizer.pad_token_id, axis=1))) if len(texts) else 0.0
+    return predictions, round(gen_len, 4)
+
+
+def make_compute_metrics(tokenizer, references: list[str | list[str]]):
+    """`compute_metrics` for the Trainer: ROUGE of the generated texts against the untruncated references."""
+
+    def compute_metrics(eval_preds) -> dict[str, float]:
+        predictions, gen_len = decode_predictions(tokenizer, eval_preds.predictions)
+        return {**compute_rouge(predictions, references), "gen_len": gen_len}
+
+    return compute_metrics
+
+
+def write_predictions(path: str, predictions: list[str]) -> None:
+    """One prediction per line, in input order, newline-terminated; written to a temp file then renamed."""
+    with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
+        handle.writelines(f"{prediction}\n" for prediction in predictions)
+    os.replace(f"{path}.tmp", path)
+
+
+def main() -> None:
+    # Parse and validate every argument before loading anything.
+    model_args, data_args, training_args = parse_args()
+    setup_logging(training_args)
+    last_checkpoint = validate_args(model_args, data_args, training_args)
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        logger.info("There is nothing to do: pass --do_train, --do_eval and/or --do_predict.")
+        return
+    if training_args.predict_with_generate and (training_args.do_eval or training_args.do_predict):
+        check_sentence_splitter()
+    precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
+    logger.warning(
+        f"Process rank: {training_args.process_index}, device: {training_args.device}, "
+        f"world size: {training_args.world_size}, precision: {precision}"
+    )
+    logger.info(f"Training/evaluation parameters {training_args}")
+    if training_args.device.type == "cpu":
+        training_args.dataloader_pin_memory = False  # pinning only helps copies to an accelerator
+    if training_args.overwrite_output_dir and training_args.should_save:
+        remove_previous_run(training_args.output_dir)
+    if last_checkpoint is not None:
+        logger.info(f"Resuming training from {last_checkpoint}, found in --output_dir (a run that was interrupted)")
+
+    # Seed before the model is created so its initialisation (and the data order) is reproducible.
+    set_seed(training_args.seed)
+
+    # Load the data and check its columns.
+    raw_datasets = load_raw_datasets(model_args, data_args)
+    splits = [
+        split
+        for split, requested in (
+            ("train", training_args.do_train),
+            ("validation", training_args.do_eval),
+            ("test", training_args.do_predict),
+        )
+        if requested
+    ]
+    for split in splits:
+        if split not in raw_datasets:
+            raise UsageError(
+                f"--dataset_name {data_args.dataset_name} has no '{split}' split (splits: "
+                f"{', '.join(raw_datasets)}); pass {DATA_FILE_FLAGS[split]} instead"
+            )
+        if len(raw_datasets[split]) == 0:
+            raise UsageError(f"the {split} split ({DATA_FILE_FLAGS[split]}) has no examples")
+    text_column, summary_column = resolve_columns(raw_datasets, splits, data_args)
+
+    # Load the model and tokenizer.
+    config, tokenizer, model = load_model_and_tokenizer(model_args)
+    set_up_language_codes(model, tokenizer, data_args)
+    if model.config.decoder_start_token_id is None:
+        raise UsageError(
+            f"the model config has no decoder_start_token_id; set it in {model_args.model_name_or_path}/config.json"
+        )
+    fit_position_embeddings(model, model_args, data_args.max_source_length)
+    if config.model_type == "t5" and not data_args.source_prefix:
+        logger.warning("T5 models were trained with task prefixes: pass --source_prefix 'summarize: '")
+    if training_args.label_smoothing_factor > 0 and not hasattr(model, "prepare_decoder_input_ids_from_labels"):
+        logger.warning(
+            f"label smoothing with {model.__class__.__name__}, which cannot build decoder inputs from labels: "
+            "the loss is computed twice per step"
+        )
+
+    # Tokenize.
+    prefix = data_args.source_prefix
+    padding = "max_length" if data_args.pad_to_max_length else False
+
+    def preprocess_function(examples, max_target_length: int):
+        inputs = [prefix + (text or "") for text in examples[text_column]]
+        model_inputs = tokenizer(inputs, max_length=data_args.max_source_length, padding=padding, truncation=True)
+        if summary_column not in examples:
+            return model_inputs
+        targets = [first_reference(summary) for summary in examples[summary_column]]
+        labels = tokenizer(text_target=targets, max_length=max_target_length, padding=padding, truncation=True)
+        if padding == "max_length" and data_args.ignore_pad_token_for_loss:
+            labels["input_ids"] = [
+                [(token if token != tokenizer.pad_token_id else -100) for token in label]
+                for label in labels["input_ids"]
+            ]
+        model_inputs["labels"] = labels["input_ids"]
+        # Targets are short, so tokenizing them a second time untruncated is cheap; it counts cut references.
+        full_lengths = [len(ids) for ids in tokenizer(text_target=targets)["input_ids"]]
+        model_inputs["label_truncated"] = [length > max_target_length for length in full_lengths]
+        return model_inputs
+
+    def tokenize(split: str, max_samples: int | None, max_target_length: int):
+        dataset = raw_datasets[split]
+        if split != "test":
+            dataset = drop_empty_examples(dataset, text_column, summary_column, split)
+            if len(dataset) == 0:
+                raise UsageError(f"the {split} split ({DATA_FILE_FLAGS[split]}) has no non-empty examples")
+        if max_samples is not None:
+            dataset = dataset.select(range(min(max_samples, len(dataset))))
+        references = dataset[summary_column] if summary_column in dataset.column_names else None
+        with training_args.main_process_first(desc=f"{split} dataset tokenization"):
+            tokenized = dataset.map(
+                preprocess_function,
+                fn_kwargs={"max_target_length": max_target_length},
+                batched=True,
+                num_proc=data_args.preprocessing_num_workers,
+                remove_columns=dataset.column_names,
+                load_from_cache_file=not data_args.overwrite_cache,
+                desc=f"Running tokenizer on {split} dataset",
+            )
+        if "label_truncated" in tokenized.column_names:
+            truncated = sum(tokenized["label_truncated"])
+            tokenized = tokenized.remove_columns("label_truncated")
+            if truncated:
+                logger.warning(
+                    f"{truncated} of {len(tokenized)} {split} summaries are longer than {max_target_length} tokens "
+                    "and were truncated for the loss; ROUGE is scored against the full reference text"
+                )
+        return tokenized, references
+
+    train_dataset = eval_dataset = predict_dataset = None
+    eval_references = predict_references = None
+    if training_args.do_train:
+        train_dataset, _ = tokenize("train", data_args.max_train_samples, data_args.max_target_length)
+    if training_args.do_eval:
+        eval_dataset, eval_references = tokenize(
+            "validation", data_args.max_eval_samples, data_args.val_max_target_length
+        )
+    if training_args.do_predict:
+        predict_dataset, predict_references = tokenize(
+            "test", data_args.max_predict_samples, data_args.val_max_target_length
+        )
+        if predict_references is None:
+            logger.warning(f"no '{summary_column}' column in the test data: predictions are written but not scored")
+
+    # Data collator: pads each batch to its longest example (labels with -100, so padding adds no loss).
+    label_pad_token_id = -100 if data_args.ignore_pad_token_for_loss else tokenizer.pad_token_id
+    if data_args.pad_to_max_length:
+        data_collator = default_data_collator
+    else:
+        data_collator = DataCollatorForSeq2Seq(
+            tokenizer,
+            model=model,
+            label_pad_token_id=label_pad_token_id,
+            # Multiples of 8 let fp16/bf16 matmuls use tensor cores.
+            pad_to_multiple_of=8 if (training_args.fp16 or training_args.bf16) else None,
+        )
+
+    # Generation settings for eval/predict: lengths and beams from our flags unless given explicitly.
+    if training_args.generation_max_length is None:
+        training_args.generation_max_length = data_args.val_max_target_length
+    if data_args.num_beams is not None:
+        training_args.generation_num_beams = data_args.num_beams
+
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=data_collator,
+        compute_metrics=(
+            make_compute_metrics(tokenizer, eval_references)
+            if training_args.predict_with_generate and eval_dataset
+            else None
+        ),
+    )
+
+    # Train.
+    if training_args.do_train:
+        checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()  # saves the tokenizer too
+        metrics = train_result.metrics
+        metrics["train_samples"] = len(train_dataset)
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+
+    # Evaluate.
+    if training_args.do_eval:
+        logger.info("*** Evaluate ***")
+        metrics = trainer.evaluate(metric_key_prefix="eval")
+        metrics["eval_samples"] = len(eval_dataset)
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+
+    # Predict: generate for the test set, score against its references, write one prediction per line.
+    if training_args.do_predict:
+        logger.info("*** Predict ***")
+        trainer.compute_metrics = None  # the eval references do not apply; predictions are scored below
+        predict_results = trainer.predict(predict_dataset, metric_key_prefix="predict")
+        metrics = predict_results.metrics
+        metrics["predict_samples"] = len(predict_dataset)
+        if training_args.predict_with_generate:
+            predictions, gen_len = decode_predictions(tokenizer, predict_results.predictions)
+            if predict_references is not None:
+                metrics.update(
+                    {f"predict_{key}": value for key, value in compute_rouge(predictions, predict_references).items()}
+                )
+            metrics["predict_gen_len"] = gen_len
+            if trainer.is_world_process_zero():
+                write_predictions(os.path.join(training_args.output_dir, "generated_predictions.txt"), predictions)
+        trainer.log_metrics("predict", metrics)
+        trainer.save_metrics("predict", metrics)
+
+    # Model card, or push to the Hub.
+    card = {"finetuned_from": model_args.model_name_or_path, "tasks": "summarization"}
+    if data_args.dataset_name is not None:
+        card["dataset_tags"] = data_args.dataset_name
+        card["dataset"] = f"{data_args.dataset_name} {data_args.dataset_config_name or ''}".strip()
+    if data_args.lang is not None:
+        card["language"] = data_args.lang
+    if training_args.push_to_hub:
+        trainer.push_to_hub(**card)
+    elif training_args.do_train:
+        trainer.create_model_card(**card)
+    if trainer.is_world_process_zero():
+        written = sorted(os.listdir(training_args.output_dir)) if os.path.isdir(training_args.output_dir) else []
+        logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: {', '.join(written)}")
+
+
+def cli() -> None:
+    """Entry point: a UsageError becomes `error: <message>` on stderr and exit code 2; anything else is a bug."""
+    try:
+        main()
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _mp_fn(index: int) -> None:
+    """Entry point for TPU launches through xla_spawn.py (one call per TPU core)."""
+    cli()
+
+
+if __name__ == "__main__":
+    cli()

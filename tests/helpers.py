@@ -1,0 +1,62 @@
+"""What every example test uses: run a script as a user would, and read what it wrote."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
+
+# Offline, quiet and one thread per process: two test workers share the machine's two cores.
+TEST_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "OMP_NUM_THREADS": "1",
+    "WANDB_MODE": "offline",
+    "PYTHONWARNINGS": "ignore::UserWarning",
+}
+
+
+def run_example(
+    args: list[str], *, env: dict | None = None, expect_success: bool = True, timeout: int = 900
+) -> subprocess.CompletedProcess:
+    """Run `python <args...>` from the repo root, offline; on unexpected failure, show the end of stderr."""
+    command = [sys.executable, *[str(arg) for arg in args]]
+    result = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        env={**os.environ, **TEST_ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if expect_success:
+        assert result.returncode == 0, (
+            f"{' '.join(command)} exited with {result.returncode}\n--- stderr (end) ---\n{result.stderr[-2000:]}"
+        )
+    return result
+
+
+def read_json(path) -> dict:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def read_jsonl(path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def read_lines(path) -> list[str]:
+    """Lines of a newline-terminated text file (an empty last prediction is kept)."""
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().splitlines()
+
+
+def train_losses(output_dir) -> list[float]:
+    """The logged training losses, in step order, from trainer_state.json."""
+    state = read_json(Path(output_dir) / "trainer_state.json")
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]

@@ -1,0 +1,401 @@
+"""run_summarization.py, run as a user would (subprocess, offline) on the tiny local models."""
+
+import csv
+import json
+import os
+import shutil
+
+import nltk
+import pytest
+from rouge_score import rouge_scorer
+
+from helpers import FIXTURES, read_json, read_jsonl, read_lines, run_example, train_losses
+
+SCRIPT = "examples/pytorch/summarization/run_summarization.py"
+XSUM = FIXTURES / "summarization" / "xsum" / "sample.json"
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
+def reference_rouge(predictions: list[str], references: list) -> dict[str, float]:
+    """ROUGE as the reference implementation computes it: rouge_score with the Porter stemmer, on texts
+    split into one sentence per line by NLTK punkt (for rougeLsum), best reference per example, mean F1 x 100."""
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+    totals = dict.fromkeys(ROUGE_KEYS, 0.0)
+    for prediction, reference in zip(predictions, references, strict=True):
+        candidates = [reference] if isinstance(reference, str) else reference
+        best = {key: 0.0 for key in ROUGE_KEYS}
+        for candidate in candidates:
+            scores = scorer.score(
+                "\n".join(nltk.sent_tokenize(candidate.strip())), "\n".join(nltk.sent_tokenize(prediction))
+            )
+            best = {key: max(best[key], scores[key].fmeasure) for key in ROUGE_KEYS}
+        totals = {key: totals[key] + best[key] for key in ROUGE_KEYS}
+    return {key: round(100 * total / len(predictions), 4) for key, total in totals.items()}
+
+
+def train_eval_predict_args(model_dir, output_dir, **overrides) -> list:
+    args = {
+        "--model_name_or_path": model_dir,
+        "--train_file": XSUM,
+        "--validation_file": XSUM,
+        "--test_file": XSUM,
+        "--output_dir": output_dir,
+        "--max_steps": 30,
+        "--learning_rate": 3e-3,
+        "--warmup_steps": 4,
+        "--per_device_train_batch_size": 2,
+        "--per_device_eval_batch_size": 4,
+        "--max_source_length": 128,
+        "--max_target_length": 32,
+        "--logging_steps": 5,
+        "--save_steps": 10,
+        "--seed": 7,
+        **overrides,
+    }
+    flags = ["--do_train", "--do_eval", "--do_predict", "--predict_with_generate"]
+    return [SCRIPT, *flags, *[item for pair in args.items() for item in pair]]
+
+
+# One full run per model; several tests read its outputs.
+@pytest.fixture(scope="module", params=["t5", "bart"])
+def xsum_run(request, tiny_models, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp(f"xsum-{request.param}")
+    extra = {"--source_prefix": "summarize: "} if request.param == "t5" else {}
+    result = run_example(train_eval_predict_args(tiny_models / request.param, output_dir, **extra))
+    return output_dir, result
+
+
+def test_writes_every_output_file(xsum_run):
+    output_dir, _ = xsum_run
+    for name in [
+        "all_results.json",
+        "train_results.json",
+        "eval_results.json",
+        "predict_results.json",
+        "trainer_state.json",
+        "generated_predictions.txt",
+        "config.json",
+        "model.safetensors",
+        "tokenizer_config.json",
+        "README.md",  # the model card
+        "checkpoint-30",
+    ]:
+        assert (output_dir / name).exists(), f"{name} missing from {sorted(os.listdir(output_dir))}"
+
+
+def test_metric_keys_and_counts(xsum_run):
+    output_dir, _ = xsum_run
+    results = read_json(output_dir / "all_results.json")
+    expected = ["train_loss", "train_runtime", "train_samples", "epoch", "eval_loss", "eval_gen_len", "eval_samples"]
+    expected += [f"eval_{key}" for key in ROUGE_KEYS] + [f"predict_{key}" for key in ROUGE_KEYS]
+    expected += ["predict_loss", "predict_gen_len", "predict_samples"]
+    assert not set(expected) - set(results), f"missing keys: {set(expected) - set(results)}"
+    assert results["train_samples"] == results["eval_samples"] == results["predict_samples"] == 10
+    for key in ROUGE_KEYS:
+        assert 0.0 <= results[f"eval_{key}"] <= 100.0
+
+
+def test_one_prediction_per_input_line(xsum_run):
+    output_dir, _ = xsum_run
+    assert len(read_lines(output_dir / "generated_predictions.txt")) == len(read_jsonl(XSUM)) == 10
+
+
+def test_train_loss_goes_down(xsum_run):
+    output_dir, _ = xsum_run
+    losses = train_losses(output_dir)
+    assert len(losses) == 6, losses  # 30 steps, logged every 5
+    assert losses[-1] < losses[0] - 0.5, losses
+
+
+def test_predict_rouge_equals_rouge_score_on_the_written_predictions(xsum_run):
+    output_dir, _ = xsum_run
+    predictions = read_lines(output_dir / "generated_predictions.txt")
+    references = [row["summary"] for row in read_jsonl(XSUM)]
+    saved = read_json(output_dir / "predict_results.json")
+    expected = reference_rouge(predictions, references)
+    assert {key: saved[f"predict_{key}"] for key in ROUGE_KEYS} == expected
+
+
+def make_copy_task(tmp_path, words: int = 4):
+    """A task a model must learn, from real sentences: the target is the first `words` words of the source."""
+    with open(FIXTURES / "tokenizer_corpus" / "newsdev2016.en", encoding="utf-8") as handle:
+        sentences = [line.split() for line in handle if len(line.split()) >= 8]
+    paths = {}
+    for split, rows in (("train", sentences[:1200]), ("test", sentences[1500:1600])):
+        paths[split] = tmp_path / f"{split}.jsonl"
+        with open(paths[split], "w", encoding="utf-8") as handle:
+            for words_of in rows:
+                record = {"text": " ".join(words_of[:16]), "summary": " ".join(words_of[:words])}
+                handle.write(json.dumps(record) + "\n")
+    return paths
+
+
+@pytest.mark.slow
+def test_tiny_t5_learns_a_copy_task_that_an_untrained_model_cannot_do(tiny_models, tmp_path):
+    data = make_copy_task(tmp_path)
+    common = [
+        "--model_name_or_path", tiny_models / "t5", "--test_file", data["test"], "--do_predict",
+        "--predict_with_generate", "--max_source_length", 32, "--max_target_length", 12,
+        "--per_device_eval_batch_size", 50,
+    ]  # fmt: skip
+    untrained = run_example([SCRIPT, *common, "--output_dir", tmp_path / "untrained"])
+    trained = run_example(
+        [
+            SCRIPT,
+            *common,
+            "--output_dir",
+            tmp_path / "trained",
+            "--train_file",
+            data["train"],
+            "--do_train",
+            "--max_steps",
+            600,
+            "--per_device_train_batch_size",
+            16,
+            "--learning_rate",
+            3e-3,
+            "--lr_scheduler_type",
+            "constant",
+            "--save_strategy",
+            "no",
+            "--logging_steps",
+            100,
+        ]  # fmt: skip
+    )
+    assert untrained.returncode == trained.returncode == 0
+    before = read_json(tmp_path / "untrained" / "predict_results.json")["predict_rouge1"]
+    after = read_json(tmp_path / "trained" / "predict_results.json")["predict_rouge1"]
+    assert before < 10.0, f"an untrained model already scores ROUGE-1 {before}: the threshold proves nothing"
+    assert after >= 50.0, f"the trained model reached only ROUGE-1 {after}"
+    # The metric on real (non-empty) predictions still matches the reference implementation exactly.
+    predictions = read_lines(tmp_path / "trained" / "generated_predictions.txt")
+    references = [row["summary"] for row in read_jsonl(data["test"])]
+    assert reference_rouge(predictions, references)["rouge1"] == after
+
+
+def write_csv(path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_csv_json_and_jsonl_inputs_with_sample_caps(tiny_models, tmp_path):
+    rows = read_jsonl(XSUM)
+    write_csv(tmp_path / "train.csv", rows)
+    shutil.copyfile(XSUM, tmp_path / "valid.jsonl")
+    with open(tmp_path / "test.json", "w", encoding="utf-8") as handle:  # one JSON document, not JSON lines
+        json.dump([{"document": row["document"]} for row in rows], handle)
+    output_dir = tmp_path / "out"
+    run_example(
+        train_eval_predict_args(
+            tiny_models / "bart",
+            output_dir,
+            **{
+                "--train_file": tmp_path / "train.csv",
+                "--validation_file": tmp_path / "valid.jsonl",
+                "--test_file": tmp_path / "test.json",
+                "--max_train_samples": 4,
+                "--max_eval_samples": 3,
+                "--max_predict_samples": 5,
+                "--max_steps": 2,
+            },
+        )
+    )
+    results = read_json(output_dir / "all_results.json")
+    assert (results["train_samples"], results["eval_samples"], results["predict_samples"]) == (4, 3, 5)
+    assert "eval_rouge1" in results
+    # The test file has no summary column: predictions are written, not scored.
+    assert "predict_rouge1" not in results and "predict_gen_len" in results
+    assert len(read_lines(output_dir / "generated_predictions.txt")) == 5
+
+
+def test_multi_reference_summaries_score_the_best_reference(tiny_models, tmp_path):
+    data = FIXTURES / "summarization" / "scitldr"
+    output_dir = tmp_path / "out"
+    run_example(
+        [
+            SCRIPT,
+            "--model_name_or_path",
+            tiny_models / "t5",
+            "--source_prefix",
+            "summarize: ",
+            "--train_file",
+            data / "train.jsonl",
+            "--test_file",
+            data / "test.jsonl",
+            "--do_train",
+            "--do_predict",
+            "--predict_with_generate",
+            "--max_train_samples",
+            64,
+            "--max_predict_samples",
+            12,
+            "--max_steps",
+            8,
+            "--per_device_train_batch_size",
+            8,
+            "--learning_rate",
+            3e-3,
+            "--max_source_length",
+            96,
+            "--max_target_length",
+            24,
+            "--output_dir",
+            output_dir,
+        ]  # fmt: skip
+    )
+    predictions = read_lines(output_dir / "generated_predictions.txt")
+    references = [row["summary"] for row in read_jsonl(data / "test.jsonl")[:12]]
+    assert all(isinstance(reference, list) for reference in references)
+    saved = read_json(output_dir / "predict_results.json")
+    assert {key: saved[f"predict_{key}"] for key in ROUGE_KEYS} == reference_rouge(predictions, references)
+
+
+def test_mbart_needs_and_uses_a_language_code(tiny_models, tmp_path):
+    args = [
+        SCRIPT, "--model_name_or_path", tiny_models / "mbart", "--train_file", XSUM, "--test_file", XSUM,
+        "--do_train", "--do_predict", "--predict_with_generate", "--max_steps", 2, "--max_source_length", 64,
+        "--max_target_length", 16,
+    ]  # fmt: skip
+    run_example([*args, "--lang", "en_XX", "--output_dir", tmp_path / "ok"])
+    config = read_json(tmp_path / "ok" / "config.json")
+    tokenizer_config = read_json(tmp_path / "ok" / "tokenizer_config.json")
+    assert config["decoder_start_token_id"] is not None
+    assert len(read_lines(tmp_path / "ok" / "generated_predictions.txt")) == 10
+    assert tokenizer_config.get("src_lang") in (None, "en_XX")
+
+    missing = run_example([*args, "--output_dir", tmp_path / "missing"], expect_success=False)
+    assert_usage_error(missing, "--lang", tmp_path / "missing")
+    wrong = run_example([*args, "--lang", "en", "--output_dir", tmp_path / "wrong"], expect_success=False)
+    assert_usage_error(wrong, "en_XX", tmp_path / "wrong")
+
+
+def test_resume_after_an_interruption_matches_the_uninterrupted_run(tiny_models, tmp_path):
+    output_dir = tmp_path / "out"
+    args = train_eval_predict_args(
+        tiny_models / "t5", output_dir, **{"--max_steps": 20, "--source_prefix": "summarize: "}
+    )
+    args = [arg for arg in args if arg not in ("--do_eval", "--do_predict")]
+    run_example(args)
+    uninterrupted = read_json(output_dir / "trainer_state.json")["log_history"]
+
+    # Leave the folder as a job killed right after checkpoint-10 would have: only that checkpoint.
+    for name in os.listdir(output_dir):
+        if name != "checkpoint-10":
+            path = output_dir / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    result = run_example(args)  # the same command again
+    assert "Resuming training from" in result.stdout + result.stderr
+    resumed = read_json(output_dir / "trainer_state.json")["log_history"]
+    losses = {entry["step"]: entry["loss"] for entry in uninterrupted if "loss" in entry}
+    resumed_losses = {entry["step"]: entry["loss"] for entry in resumed if "loss" in entry}
+    assert set(resumed_losses) == set(losses) == {5, 10, 15, 20}
+    for step in (15, 20):
+        assert resumed_losses[step] == pytest.approx(losses[step], abs=1e-4), (step, resumed_losses, losses)
+
+    # An explicit --resume_from_checkpoint into a finished folder works too.
+    result = run_example([*args, "--resume_from_checkpoint", output_dir / "checkpoint-10"])
+    assert read_json(output_dir / "trainer_state.json")["global_step"] == 20
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bad input: one `error:` line naming the problem and the fix, exit code 2, no traceback, nothing written.
+
+
+def assert_usage_error(result, expected_text: str, output_dir) -> None:
+    assert result.returncode == 2, f"exit code {result.returncode}\n{result.stderr[-2000:]}"
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "error: " in last_line, last_line  # ours start with it; argparse's start with the script name
+    assert expected_text in last_line, last_line
+    assert not os.path.exists(output_dir) or not os.listdir(output_dir), "the output dir was written to"
+
+
+def bad_input_cases(tiny_models, tmp_path):
+    """(name, arguments that replace or extend a valid train+eval command, text the error line must contain).
+
+    An argument given as None is removed from the valid command."""
+    (tmp_path / "notes.txt").write_text("not a dataset\n")
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "header_only.csv").write_text("document,summary\n")
+    (tmp_path / "blank.jsonl").write_text('{"document": "", "summary": ""}\n{"document": "  ", "summary": "s"}\n')
+    (tmp_path / "broken.json").write_text('{"document": "a", "summary": \n')
+    return [
+        ("unknown extension", {"--train_file": tmp_path / "notes.txt"}, "use a .csv, .json or .jsonl file"),
+        ("missing file", {"--train_file": tmp_path / "nope.json"}, "--train_file"),
+        ("empty file", {"--validation_file": tmp_path / "empty.jsonl"}, "the file is empty"),
+        ("header-only csv", {"--train_file": tmp_path / "header_only.csv"}, "has no examples"),
+        ("only empty rows", {"--train_file": tmp_path / "blank.jsonl"}, "no non-empty examples"),
+        ("malformed json", {"--train_file": tmp_path / "broken.json"}, "could not be read as json"),
+        ("text column", {"--text_column": "body"}, "--text_column 'body' not in"),
+        ("summary column", {"--summary_column": "abstract"}, "(columns: document, summary)"),
+        ("predict without data", {"--do_predict": ""}, "--do_predict needs data: pass --test_file"),
+        ("hub model offline", {"--model_name_or_path": "google-t5/t5-small"}, "HF_HUB_OFFLINE=1"),
+        ("hub dataset offline", {"--dataset_name": "xsum", "--train_file": None}, "pass local files"),
+        ("encoder-only model", {"--model_name_or_path": tiny_models / "bert"}, "not a sequence-to-sequence"),
+        ("push offline", {"--push_to_hub": ""}, "--push_to_hub needs the network"),
+        ("not a checkpoint", {"--resume_from_checkpoint": tmp_path}, "not a checkpoint folder"),
+        ("bad max length", {"--max_source_length": 0}, "--max_source_length must be"),
+        ("bad choice", {"--lr_scheduler_type": "zigzag"}, "zigzag"),
+    ]
+
+
+def test_bad_inputs_fail_with_one_clear_line(tiny_models, tmp_path):
+    failures = []
+    for name, changes, expected in bad_input_cases(tiny_models, tmp_path):
+        output_dir = tmp_path / f"out-{name.replace(' ', '-')}"
+        args = {
+            "--model_name_or_path": tiny_models / "t5",
+            "--train_file": XSUM,
+            "--validation_file": XSUM,
+            "--max_steps": 1,
+            "--output_dir": output_dir,
+            **changes,
+        }
+        command = [SCRIPT, "--do_train", "--do_eval"]
+        for flag, value in args.items():
+            command += [] if value is None else [flag] if value == "" else [flag, value]
+        result = run_example(command, expect_success=False)
+        try:
+            assert_usage_error(result, expected, output_dir)
+        except AssertionError as error:
+            failures.append(f"{name}: {error}")
+    assert not failures, "\n".join(failures)
+
+
+def test_refuses_an_output_dir_with_results_unless_overwrite(tiny_models, tmp_path):
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+    (output_dir / "all_results.json").write_text('{"eval_rouge1": 42.0}')
+    (output_dir / "generated_predictions.txt").write_text("my earlier predictions\n")
+    args = [
+        SCRIPT, "--model_name_or_path", tiny_models / "t5", "--test_file", XSUM, "--do_predict",
+        "--predict_with_generate", "--max_predict_samples", 2, "--max_source_length", 64, "--output_dir", output_dir,
+    ]  # fmt: skip
+    refused = run_example(args, expect_success=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "--overwrite_output_dir" in refused.stderr.strip().splitlines()[-1]
+    assert (output_dir / "generated_predictions.txt").read_text() == "my earlier predictions\n"
+    assert read_json(output_dir / "all_results.json") == {"eval_rouge1": 42.0}
+
+    run_example([*args, "--overwrite_output_dir"])
+    results = read_json(output_dir / "all_results.json")
+    assert "eval_rouge1" not in results and results["predict_samples"] == 2  # nothing stale merged in
+    assert len(read_lines(output_dir / "generated_predictions.txt")) == 2
+
+
+def test_yaml_argument_file_and_unknown_keys(tiny_models, tmp_path):
+    output_dir = tmp_path / "out"
+    config = tmp_path / "args.yaml"
+    config.write_text(
+        f"model_name_or_path: {tiny_models / 't5'}\ntest_file: {XSUM}\ndo_predict: true\n"
+        f"predict_with_generate: true\nmax_predict_samples: 3\nmax_source_length: 64\noutput_dir: {output_dir}\n"
+    )
+    run_example([SCRIPT, config])
+    assert read_json(output_dir / "predict_results.json")["predict_samples"] == 3
+
+    config.write_text(config.read_text() + "learning_rat: 0.1\n")
+    result = run_example([SCRIPT, config], expect_success=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "learning_rat" in result.stderr.strip().splitlines()[-1]
