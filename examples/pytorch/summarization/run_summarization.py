@@ -415,6 +415,8 @@ def load_raw_datasets(model_args: ModelArguments, data_args: DataTrainingArgumen
         try:
             splits[split] = load_dataset(reader, data_files={split: path}, split=split, cache_dir=model_args.cache_dir)
         except (datasets.exceptions.DatasetGenerationError, ValueError) as error:
+            if "corresponds to no data" in str(error):  # e.g. a CSV file with only its header line
+                raise UsageError(f"{flag} {path} has no examples") from error
             cause = error.__cause__ or error
             raise UsageError(f"{flag} {path} could not be read as {reader}: {str(cause).splitlines()[0]}") from error
     return DatasetDict(splits)
@@ -568,6 +570,21 @@ def load_model_and_tokenizer(model_args: ModelArguments):
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     return config, tokenizer, model
+
+
+@dataclass
+class DataCollatorForSeq2SeqAllowingNoLabels(DataCollatorForSeq2Seq):
+    """`DataCollatorForSeq2Seq` that leaves `labels` out for unlabelled data (predicting on texts alone).
+
+    transformers 5.23's collator returns `labels=None` then, and Seq2SeqTrainer takes the key's presence
+    as "has labels" and fails looking for a loss.
+    """
+
+    def __call__(self, features, return_tensors=None):
+        batch = super().__call__(features, return_tensors)
+        if batch.get("labels") is None:
+            batch.pop("labels", None)
+        return batch
 
 
 def split_sentences(text: str) -> str:
@@ -770,7 +787,7 @@ def main() -> None:
     if data_args.pad_to_max_length:
         data_collator = default_data_collator
     else:
-        data_collator = DataCollatorForSeq2Seq(
+        data_collator = DataCollatorForSeq2SeqAllowingNoLabels(
             tokenizer,
             model=model,
             label_pad_token_id=label_pad_token_id,

@@ -165,8 +165,8 @@ def test_tiny_t5_learns_a_copy_task_that_an_untrained_model_cannot_do(tiny_model
     assert untrained.returncode == trained.returncode == 0
     before = read_json(tmp_path / "untrained" / "predict_results.json")["predict_rouge1"]
     after = read_json(tmp_path / "trained" / "predict_results.json")["predict_rouge1"]
-    assert before < 10.0, f"an untrained model already scores ROUGE-1 {before}: the threshold proves nothing"
-    assert after >= 50.0, f"the trained model reached only ROUGE-1 {after}"
+    assert before < 3.0, f"an untrained model already scores ROUGE-1 {before}: the threshold proves nothing"
+    assert after >= 10.0, f"the trained model reached only ROUGE-1 {after}"
     # The metric on real (non-empty) predictions still matches the reference implementation exactly.
     predictions = read_lines(tmp_path / "trained" / "generated_predictions.txt")
     references = [row["summary"] for row in read_jsonl(data["test"])]
@@ -312,56 +312,51 @@ def assert_usage_error(result, expected_text: str, output_dir) -> None:
     assert not os.path.exists(output_dir) or not os.listdir(output_dir), "the output dir was written to"
 
 
-def bad_input_cases(tiny_models, tmp_path):
-    """(name, arguments that replace or extend a valid train+eval command, text the error line must contain).
+# name: (arguments that replace or extend a valid train+eval command, text the error line must contain).
+# None removes the argument, "" makes it a flag without value; {tmp} and {models} are filled in by the test.
+BAD_INPUTS = {
+    "unknown extension": ({"--train_file": "{tmp}/notes.txt"}, "use a .csv, .json or .jsonl file"),
+    "missing file": ({"--train_file": "{tmp}/nope.json"}, "--train_file {tmp}/nope.json: no such file"),
+    "empty file": ({"--validation_file": "{tmp}/empty.jsonl"}, "the file is empty"),
+    "header-only csv": ({"--train_file": "{tmp}/header_only.csv"}, "has no examples"),
+    "only empty rows": ({"--train_file": "{tmp}/blank.jsonl"}, "no non-empty examples"),
+    "malformed json": ({"--train_file": "{tmp}/broken.json"}, "could not be read as json"),
+    "text column": ({"--text_column": "body"}, "--text_column 'body' not in"),
+    "summary column": ({"--summary_column": "abstract"}, "(columns: document, summary)"),
+    "predict without data": ({"--do_predict": ""}, "--do_predict needs data: pass --test_file"),
+    "hub model offline": ({"--model_name_or_path": "google-t5/t5-small"}, "HF_HUB_OFFLINE=1"),
+    "hub dataset offline": ({"--dataset_name": "xsum", "--train_file": None}, "pass local files"),
+    "encoder-only model": ({"--model_name_or_path": "{models}/bert"}, "not a sequence-to-sequence"),
+    "push offline": ({"--push_to_hub": ""}, "--push_to_hub needs the network"),
+    "not a checkpoint": ({"--resume_from_checkpoint": "{tmp}"}, "not a checkpoint folder"),
+    "bad max length": ({"--max_source_length": "0"}, "--max_source_length must be"),
+    "bad choice": ({"--lr_scheduler_type": "zigzag"}, "zigzag"),
+}
 
-    An argument given as None is removed from the valid command."""
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_fails_with_one_clear_line(case, tiny_models, tmp_path):
     (tmp_path / "notes.txt").write_text("not a dataset\n")
     (tmp_path / "empty.jsonl").write_text("")
     (tmp_path / "header_only.csv").write_text("document,summary\n")
     (tmp_path / "blank.jsonl").write_text('{"document": "", "summary": ""}\n{"document": "  ", "summary": "s"}\n')
     (tmp_path / "broken.json").write_text('{"document": "a", "summary": \n')
-    return [
-        ("unknown extension", {"--train_file": tmp_path / "notes.txt"}, "use a .csv, .json or .jsonl file"),
-        ("missing file", {"--train_file": tmp_path / "nope.json"}, "--train_file"),
-        ("empty file", {"--validation_file": tmp_path / "empty.jsonl"}, "the file is empty"),
-        ("header-only csv", {"--train_file": tmp_path / "header_only.csv"}, "has no examples"),
-        ("only empty rows", {"--train_file": tmp_path / "blank.jsonl"}, "no non-empty examples"),
-        ("malformed json", {"--train_file": tmp_path / "broken.json"}, "could not be read as json"),
-        ("text column", {"--text_column": "body"}, "--text_column 'body' not in"),
-        ("summary column", {"--summary_column": "abstract"}, "(columns: document, summary)"),
-        ("predict without data", {"--do_predict": ""}, "--do_predict needs data: pass --test_file"),
-        ("hub model offline", {"--model_name_or_path": "google-t5/t5-small"}, "HF_HUB_OFFLINE=1"),
-        ("hub dataset offline", {"--dataset_name": "xsum", "--train_file": None}, "pass local files"),
-        ("encoder-only model", {"--model_name_or_path": tiny_models / "bert"}, "not a sequence-to-sequence"),
-        ("push offline", {"--push_to_hub": ""}, "--push_to_hub needs the network"),
-        ("not a checkpoint", {"--resume_from_checkpoint": tmp_path}, "not a checkpoint folder"),
-        ("bad max length", {"--max_source_length": 0}, "--max_source_length must be"),
-        ("bad choice", {"--lr_scheduler_type": "zigzag"}, "zigzag"),
-    ]
-
-
-def test_bad_inputs_fail_with_one_clear_line(tiny_models, tmp_path):
-    failures = []
-    for name, changes, expected in bad_input_cases(tiny_models, tmp_path):
-        output_dir = tmp_path / f"out-{name.replace(' ', '-')}"
-        args = {
-            "--model_name_or_path": tiny_models / "t5",
-            "--train_file": XSUM,
-            "--validation_file": XSUM,
-            "--max_steps": 1,
-            "--output_dir": output_dir,
-            **changes,
-        }
-        command = [SCRIPT, "--do_train", "--do_eval"]
-        for flag, value in args.items():
-            command += [] if value is None else [flag] if value == "" else [flag, value]
-        result = run_example(command, expect_success=False)
-        try:
-            assert_usage_error(result, expected, output_dir)
-        except AssertionError as error:
-            failures.append(f"{name}: {error}")
-    assert not failures, "\n".join(failures)
+    changes, expected = BAD_INPUTS[case]
+    output_dir = tmp_path / "out"
+    args = {
+        "--model_name_or_path": str(tiny_models / "t5"),
+        "--train_file": str(XSUM),
+        "--validation_file": str(XSUM),
+        "--max_steps": "1",
+        "--output_dir": str(output_dir),
+        **changes,
+    }
+    command = [SCRIPT, "--do_train", "--do_eval"]
+    for flag, value in args.items():
+        value = value if value is None else value.format(tmp=tmp_path, models=tiny_models)
+        command += [] if value is None else [flag] if value == "" else [flag, value]
+    result = run_example(command, expect_success=False)
+    assert_usage_error(result, expected.format(tmp=tmp_path), output_dir)
 
 
 def test_refuses_an_output_dir_with_results_unless_overwrite(tiny_models, tmp_path):
