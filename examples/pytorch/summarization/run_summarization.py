@@ -82,6 +82,7 @@ RESULT_FILES = (
 )
 
 DATA_FILE_FLAGS = {"train": "--train_file", "validation": "--validation_file", "test": "--test_file"}
+TEXT_DTYPES = ("string", "large_string")
 
 
 class UsageError(ValueError):
@@ -341,11 +342,13 @@ def validate_args(
         path = getattr(data_args, f"{split}_file")
         if path is not None:
             check_data_file(flag, path)
-    needs = {"--do_train": ("train", training_args.do_train), "--do_eval": ("validation", training_args.do_eval)}
-    needs["--do_predict"] = ("test", training_args.do_predict)
-    for action, (split, requested) in needs.items():
-        if requested and data_args.dataset_name is None and getattr(data_args, f"{split}_file") is None:
-            raise UsageError(f"{action} needs data: pass {DATA_FILE_FLAGS[split]} (or --dataset_name)")
+    for action, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
+        if (
+            getattr(training_args, action)
+            and data_args.dataset_name is None
+            and not getattr(data_args, f"{split}_file")
+        ):
+            raise UsageError(f"--{action} needs data: pass {DATA_FILE_FLAGS[split]} (or --dataset_name)")
     for name in ("max_source_length", "max_target_length", "val_max_target_length"):
         if getattr(data_args, name) < 1:
             raise UsageError(f"--{name} must be a positive number of tokens, got {getattr(data_args, name)}")
@@ -447,12 +450,8 @@ def resolve_columns(raw_datasets: DatasetDict, splits: list[str], data_args: Dat
                     f"{flag} '{column}' not in {where} (columns: {', '.join(columns)}); pass {flag} <one of them>"
                 )
             feature = raw_datasets[split].features[column]
-            is_text = getattr(feature, "dtype", None) in ("string", "large_string")
-            is_text_list = flag == "--summary_column" and getattr(getattr(feature, "feature", None), "dtype", "") in (
-                "string",
-                "large_string",
-            )
-            if not (is_text or is_text_list):
+            inner = getattr(feature, "feature", None) if flag == "--summary_column" else None  # list of references
+            if getattr(feature, "dtype", None) not in TEXT_DTYPES and getattr(inner, "dtype", None) not in TEXT_DTYPES:
                 raise UsageError(
                     f"{flag} '{column}' in {where} holds {feature}, not text; pass {flag} <a text column>"
                 )

@@ -116,6 +116,13 @@ def test_predict_rouge_equals_rouge_score_on_the_written_predictions(xsum_run):
     assert {key: saved[f"predict_{key}"] for key in ROUGE_KEYS} == expected
 
 
+def test_logs_how_many_references_were_truncated(xsum_run):
+    _, result = xsum_run
+    log = result.stdout + result.stderr
+    assert "validation summaries are longer than 32 tokens" in log, log[-3000:]
+    assert "ROUGE is scored against the full reference text" in log
+
+
 def make_copy_task(tmp_path, words: int = 4):
     """A task a model must learn, from real sentences: the target is the first `words` words of the source."""
     with open(FIXTURES / "tokenizer_corpus" / "newsdev2016.en", encoding="utf-8") as handle:
