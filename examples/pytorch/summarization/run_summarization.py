@@ -275,10 +275,10 @@ def setup_logging(training_args: SummarizationTrainingArguments) -> None:
 
 
 def check_data_file(flag: str, path: str) -> None:
-    """Raise UsageError unless `path` is an existing, non-empty .csv/.json/.jsonl file."""
+    """Raise UsageError unless `path` is an existing, non-empty .csv/.tsv/.json/.jsonl file."""
     extension = os.path.splitext(path)[1].lower()
-    if extension not in (".csv", ".json", ".jsonl"):
-        raise UsageError(f"{flag} {path}: unknown extension '{extension}'; use a .csv, .json or .jsonl file")
+    if extension not in (".csv", ".tsv", ".json", ".jsonl"):
+        raise UsageError(f"{flag} {path}: unknown extension '{extension}'; use a .csv, .tsv, .json or .jsonl file")
     if not os.path.isfile(path):
         raise UsageError(f"{flag} {path}: no such file")
     if os.path.getsize(path) == 0:
@@ -391,38 +391,51 @@ def remove_previous_run(output_dir: str) -> None:
         logger.info(f"--overwrite_output_dir: removed {path} from the earlier run")
 
 
+def load_hub_dataset(model_args: ModelArguments, data_args: DataTrainingArguments) -> DatasetDict:
+    """Load --dataset_name from the Hub (or its cache); an unreachable Hub raises UsageError."""
+    try:
+        return load_dataset(
+            data_args.dataset_name,
+            data_args.dataset_config_name,
+            cache_dir=model_args.cache_dir,
+            token=model_args.token,
+            trust_remote_code=model_args.trust_remote_code,
+        )
+    except ConnectionError as error:
+        raise UsageError(
+            f"--dataset_name {data_args.dataset_name}: {error}; the Hub is unreachable or offline "
+            "(HF_HUB_OFFLINE=1): pass local files with --train_file/--validation_file/--test_file instead"
+        ) from error
+    except FileNotFoundError as error:
+        raise UsageError(f"--dataset_name {data_args.dataset_name}: {str(error).splitlines()[0]}") from error
+
+
+def load_data_file(flag: str, path: str, split: str, cache_dir: str | None) -> datasets.Dataset:
+    """Read one local .csv/.tsv/.json/.jsonl file as a Dataset; a file the reader rejects raises UsageError."""
+    extension = os.path.splitext(path)[1].lower()
+    reader = "csv" if extension in (".csv", ".tsv") else "json"  # the json reader also reads JSON lines
+    options = {"delimiter": "\t"} if extension == ".tsv" else {}
+    try:
+        return load_dataset(reader, data_files={split: path}, split=split, cache_dir=cache_dir, **options)
+    except (datasets.exceptions.DatasetGenerationError, ValueError) as error:
+        if "corresponds to no data" in str(error):  # e.g. a CSV file with only its header line
+            raise UsageError(f"{flag} {path} has no examples") from error
+        cause = error.__cause__ or error
+        raise UsageError(f"{flag} {path} could not be read as {reader}: {str(cause).splitlines()[0]}") from error
+
+
 def load_raw_datasets(model_args: ModelArguments, data_args: DataTrainingArguments) -> DatasetDict:
-    """Load the Hub dataset or the local files (each split with the reader its own extension needs)."""
+    """Load the Hub dataset, or the local files (each split read by its own extension)."""
     if data_args.dataset_name is not None:
-        try:
-            return load_dataset(
-                data_args.dataset_name,
-                data_args.dataset_config_name,
-                cache_dir=model_args.cache_dir,
-                token=model_args.token,
-                trust_remote_code=model_args.trust_remote_code,
-            )
-        except ConnectionError as error:
-            raise UsageError(
-                f"--dataset_name {data_args.dataset_name}: {error}; the Hub is unreachable or offline "
-                "(HF_HUB_OFFLINE=1): pass local files with --train_file/--validation_file/--test_file instead"
-            ) from error
-        except FileNotFoundError as error:
-            raise UsageError(f"--dataset_name {data_args.dataset_name}: {str(error).splitlines()[0]}") from error
-    splits = {}
-    for split, flag in DATA_FILE_FLAGS.items():
-        path = getattr(data_args, f"{split}_file")
-        if path is None:
-            continue
-        reader = "csv" if path.lower().endswith(".csv") else "json"  # the json reader also reads JSON lines
-        try:
-            splits[split] = load_dataset(reader, data_files={split: path}, split=split, cache_dir=model_args.cache_dir)
-        except (datasets.exceptions.DatasetGenerationError, ValueError) as error:
-            if "corresponds to no data" in str(error):  # e.g. a CSV file with only its header line
-                raise UsageError(f"{flag} {path} has no examples") from error
-            cause = error.__cause__ or error
-            raise UsageError(f"{flag} {path} could not be read as {reader}: {str(cause).splitlines()[0]}") from error
-    return DatasetDict(splits)
+        return load_hub_dataset(model_args, data_args)
+    files = {split: getattr(data_args, f"{split}_file") for split in DATA_FILE_FLAGS}
+    return DatasetDict(
+        {
+            split: load_data_file(DATA_FILE_FLAGS[split], path, split, model_args.cache_dir)
+            for split, path in files.items()
+            if path is not None
+        }
+    )
 
 
 def resolve_columns(raw_datasets: DatasetDict, splits: list[str], data_args: DataTrainingArguments) -> tuple[str, str]:

@@ -180,17 +180,17 @@ def test_tiny_t5_learns_a_copy_task_that_an_untrained_model_cannot_do(tiny_model
     assert reference_rouge(predictions, references)["rouge1"] == after
 
 
-def write_csv(path, rows: list[dict]) -> None:
+def write_csv(path, rows: list[dict], delimiter: str = ",") -> None:
     with open(path, "w", encoding="utf-8", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]), delimiter=delimiter)
         writer.writeheader()
         writer.writerows(rows)
 
 
-def test_csv_json_and_jsonl_inputs_with_sample_caps(tiny_models, tmp_path):
+def test_csv_tsv_and_json_inputs_with_sample_caps(tiny_models, tmp_path):
     rows = read_jsonl(XSUM)
     write_csv(tmp_path / "train.csv", rows)
-    shutil.copyfile(XSUM, tmp_path / "valid.jsonl")
+    write_csv(tmp_path / "valid.tsv", rows, delimiter="\t")  # (.jsonl is covered by the multi-reference test)
     with open(tmp_path / "test.json", "w", encoding="utf-8") as handle:  # one JSON document, not JSON lines
         json.dump([{"document": row["document"]} for row in rows], handle)
     output_dir = tmp_path / "out"
@@ -200,7 +200,7 @@ def test_csv_json_and_jsonl_inputs_with_sample_caps(tiny_models, tmp_path):
             output_dir,
             **{
                 "--train_file": tmp_path / "train.csv",
-                "--validation_file": tmp_path / "valid.jsonl",
+                "--validation_file": tmp_path / "valid.tsv",
                 "--test_file": tmp_path / "test.json",
                 "--max_train_samples": 4,
                 "--max_eval_samples": 3,
@@ -322,7 +322,7 @@ def assert_usage_error(result, expected_text: str, output_dir) -> None:
 # name: (arguments that replace or extend a valid train+eval command, text the error line must contain).
 # None removes the argument, "" makes it a flag without value; {tmp} and {models} are filled in by the test.
 BAD_INPUTS = {
-    "unknown extension": ({"--train_file": "{tmp}/notes.txt"}, "use a .csv, .json or .jsonl file"),
+    "unknown extension": ({"--train_file": "{tmp}/notes.txt"}, "use a .csv, .tsv, .json or .jsonl file"),
     "missing file": ({"--train_file": "{tmp}/nope.json"}, "--train_file {tmp}/nope.json: no such file"),
     "empty file": ({"--validation_file": "{tmp}/empty.jsonl"}, "the file is empty"),
     "header-only csv": ({"--train_file": "{tmp}/header_only.csv"}, "has no examples"),
