@@ -33,9 +33,14 @@ demo: tiny-models
 test: setup check
 	$(PY) -m pytest -n 2 --durations=15 tests
 
+# Lint, formatting, and the `# Copied from` blocks that keep self-contained scripts in sync.
 check: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) utils/check_copies.py
+
+fix-copies: setup
+	$(PY) utils/check_copies.py --fix
 
 style: setup
 	$(VENV)/bin/ruff check --fix .

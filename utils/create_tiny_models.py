@@ -7,21 +7,29 @@ Commands:
     python utils/create_tiny_models.py --output_dir /tmp/tiny --models t5,mbart --seed 0 --force
 
 Each folder under `--output_dir` is an ordinary `save_pretrained` checkpoint that loads with
-`AutoModelForSeq2SeqLM` (t5, bart, mbart, marian, pegasus) or `AutoModelForMaskedLM` (bert, roberta) and
-`AutoTokenizer`: safetensors weights, `config.json`, `generation_config.json` (seq2seq models only) and a tokenizer
-of the model's own transformers class, trained here on the English and Romanian news text in
+`AutoModelForSeq2SeqLM` (t5, bart, mbart, mbart50, m2m100, nllb, marian, pegasus) or `AutoModelForMaskedLM` (bert,
+roberta) and `AutoTokenizer`: safetensors weights, `config.json`, `generation_config.json` (seq2seq models only) and
+a tokenizer of the model's own transformers class, trained here on the English and Romanian news text in
 `tests/fixtures/tokenizer_corpus/` (see PROVENANCE.md there):
 
     folder   model class                      tokenizer class    vocabulary
     t5       T5ForConditionalGeneration       T5Tokenizer        Unigram*, then 100 <extra_id_N> sentinels
     bart     BartForConditionalGeneration     RobertaTokenizer   byte-level BPE (tokenizers BpeTrainer)
     mbart    MBartForConditionalGeneration    MBartTokenizer     Unigram*, then 25 language codes and <mask>
+    mbart50  MBartForConditionalGeneration    MBart50Tokenizer   Unigram*, then 52 language codes and <mask>
+    m2m100   M2M100ForConditionalGeneration   M2M100Tokenizer    Unigram* model file + vocab.json, then 100 __xx__
+    nllb     M2M100ForConditionalGeneration   NllbTokenizer      BPE**, then 202 language codes and <mask>
     marian   MarianMTModel                    MarianTokenizer    Unigram* as source.spm = target.spm, + vocab.json
     pegasus  PegasusForConditionalGeneration  PegasusTokenizer   <mask_1>, <mask_2>, <unk_2..102>, then Unigram*
     bert     BertForMaskedLM                  BertTokenizer      lower-cased WordPiece (tokenizers WordPieceTrainer)
     roberta  RobertaForMaskedLM               RobertaTokenizer   byte-level BPE (tokenizers BpeTrainer)
 
     * the pieces of one sentencepiece Unigram model trained here (their real tokenizers came from sentencepiece too)
+    ** the pieces of a sentencepiece BPE model trained here, with merges made as transformers makes NLLB's
+
+The multilingual ones (mbart, mbart50, m2m100, nllb) carry all the language codes of their real checkpoints, in
+the same order, with the tokenizer set to English -> Romanian; mbart50, m2m100 and nllb start decoding from
+`</s>` and leave `forced_bos_token_id` (the target language) to the scripts.
 
 All models have 2 encoder (and 2 decoder) layers, width 64, 4 heads and a feed-forward size of 128, and accept
 512 tokens. The same seed gives byte-identical files. A finished build writes `.build_stamp.json` (a hash of this
@@ -59,7 +67,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CORPUS_DIR = REPO_ROOT / "tests" / "fixtures" / "tokenizer_corpus"
 CORPUS_FILES = ("newstest2016-enfi.en", "newsdev2016.en", "newsdev2016.ro")
 STAMP_FILE = ".build_stamp.json"
-ALL_MODELS = ("t5", "bart", "mbart", "marian", "pegasus", "bert", "roberta")
+ALL_MODELS = ("t5", "bart", "mbart", "mbart50", "m2m100", "nllb", "marian", "pegasus", "bert", "roberta")
 
 # Pieces learned from the corpus (~1500 in each tokenizer); each model's special tokens come on top of them.
 VOCAB_SIZE = 1500
@@ -78,6 +86,8 @@ MBART_LANGUAGE_CODES = [
     "kk_KZ", "ko_KR", "lt_LT", "lv_LV", "my_MM", "ne_NP", "nl_XX", "ro_RO", "ru_RU", "si_LK", "tr_TR", "vi_VN",
     "zh_CN",
 ]  # fmt: skip
+# The first ids of the fairseq dictionaries that mBART, mBART-50, M2M100 and NLLB were trained with.
+FAIRSEQ_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>"]
 
 
 class UsageError(ValueError):
@@ -99,13 +109,10 @@ def read_corpus() -> list[str]:
 
 
 @functools.cache
-def sentencepiece_unigram() -> bytes:
-    """Train a sentencepiece Unigram model on the corpus and return it serialized (`<unk>`=0, `</s>`=1).
+def train_sentencepiece(model_type: str) -> bytes:
+    """Train a sentencepiece model (`"unigram"` or `"bpe"`) on the corpus; return it serialized (`<unk>`=0, `</s>`=1).
 
-    Marian uses the model file itself; T5, mBART and Pegasus use its pieces and scores, which is how their real
-    tokenizers were made too (transformers converts the sentencepiece model to a `tokenizers` Unigram). One
-    training, cached, serves all four, because it is the slow step: ~3 s, where the `tokenizers` Unigram trainer
-    took ~10 s and gave a different vocabulary with and without its thread pool.
+    Cached: each kind is trained once per run however many models use it.
     """
     import sentencepiece
 
@@ -117,7 +124,7 @@ def sentencepiece_unigram() -> bytes:
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(read_corpus()),
         model_writer=model,
-        model_type="unigram",
+        model_type=model_type,
         vocab_size=VOCAB_SIZE,
         character_coverage=1.0,  # keep every character, including the rare Romanian and typographic ones
         # No normalization (no NFKC), like the pipeline T5Tokenizer/MBartTokenizer rebuild when they load.
@@ -133,16 +140,50 @@ def sentencepiece_unigram() -> bytes:
     return model.getvalue()
 
 
-def unigram_pieces() -> list[tuple[str, float]]:
-    """Return the `(piece, log-prob)` pairs of the sentencepiece model, without its `<unk>` and `</s>`."""
+def sentencepiece_unigram() -> bytes:
+    """Return the shared sentencepiece Unigram model, serialized (`<unk>`=0, `</s>`=1).
+
+    Marian and M2M100 use the model file itself; T5, mBART, mBART-50 and Pegasus use its pieces and scores, which
+    is how their real tokenizers were made too (transformers converts the sentencepiece model to a `tokenizers`
+    Unigram). One training serves all six, because it is the slow step: ~3 s, where the `tokenizers` Unigram
+    trainer took ~10 s and gave a different vocabulary with and without its thread pool.
+    """
+    return train_sentencepiece("unigram")
+
+
+def sentencepiece_pieces(model_bytes: bytes) -> list[tuple[str, float]]:
+    """Return the `(piece, score)` pairs of a serialized sentencepiece model, without its `<unk>` and `</s>`."""
     import sentencepiece
 
-    processor = sentencepiece.SentencePieceProcessor(model_proto=sentencepiece_unigram())
+    processor = sentencepiece.SentencePieceProcessor(model_proto=model_bytes)
     return [
         (processor.id_to_piece(i), processor.get_score(i))
         for i in range(processor.get_piece_size())
         if not (processor.is_unknown(i) or processor.is_control(i))
     ]
+
+
+def unigram_pieces() -> list[tuple[str, float]]:
+    """Return the `(piece, log-prob)` pairs of the shared Unigram model, without its `<unk>` and `</s>`."""
+    return sentencepiece_pieces(sentencepiece_unigram())
+
+
+def sentencepiece_bpe_vocab(special_tokens: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Return the vocab (`special_tokens` first, then the pieces) and merges of a sentencepiece BPE model.
+
+    NllbTokenizer is a `tokenizers` BPE, made from NLLB's sentencepiece BPE model; the Unigram pieces above have
+    no merges and, given merges made up for them, split words into single letters. So a sentencepiece BPE model
+    is trained here too (~0.2 s) and its merges are generated from its pieces the way transformers converts a
+    sentencepiece BPE model when it loads one (which reproduces sentencepiece's own segmentation).
+    """
+    from transformers.tokenization_utils_base import generate_merges
+
+    pieces = sentencepiece_pieces(train_sentencepiece("bpe"))
+    vocab = {token: i for i, token in enumerate(special_tokens)}
+    for piece, _ in pieces:
+        vocab.setdefault(piece, len(vocab))
+    # Scores order the merges (sentencepiece BPE scores are minus the merge rank).
+    return vocab, generate_merges(vocab, dict(pieces))
 
 
 def train_like(template: Tokenizer, trainer: Trainer, model: Model) -> dict:
@@ -340,6 +381,119 @@ def build_mbart(folder: Path, seed: int) -> None:
     save_model(folder, MBartForConditionalGeneration, config, tokenizer, seed)
 
 
+def build_mbart50(folder: Path, seed: int) -> None:
+    """mBART-50: as mbart, but with the 52 mBART-50 language codes and mBART-50's `[lang code] X </s>` on both sides.
+
+    Decoding starts from `</s>`, as in the real checkpoints; generation forces the target language code as the
+    first generated token (`forced_bos_token_id`), which the scripts set from --target_lang, so it is not here.
+    """
+    from transformers import MBart50Tokenizer, MBartConfig, MBartForConditionalGeneration
+    from transformers.models.mbart50.tokenization_mbart50 import FAIRSEQ_LANGUAGE_CODES
+
+    specials = [(token, 0.0) for token in FAIRSEQ_SPECIAL_TOKENS]
+    # Language codes (in the class's order, the real checkpoints' order), then <mask>, follow the pieces.
+    tail = [(code, 0.0) for code in FAIRSEQ_LANGUAGE_CODES] + [("<mask>", 0.0)]
+    tokenizer = MBart50Tokenizer(
+        vocab=specials + unigram_pieces() + tail,
+        src_lang="en_XX",
+        tgt_lang="ro_RO",
+        # MBart50Tokenizer has no bos_token argument and would leave bos_token unset; mbart-large-50 has <s>.
+        bos_token="<s>",
+        model_max_length=MODEL_MAX_LENGTH,
+    )
+    config = MBartConfig(
+        vocab_size=len(tokenizer),
+        **seq2seq_sizes(),
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,  # mBART-50 starts decoding from </s>
+        forced_eos_token_id=tokenizer.eos_token_id,
+    )
+    save_model(folder, MBartForConditionalGeneration, config, tokenizer, seed)
+
+
+def m2m100_config(tokenizer: PreTrainedTokenizerBase) -> PreTrainedConfig:
+    """Return the M2M100 config (M2M100 and NLLB) for `tokenizer`: decoding starts from `</s>`, as in both."""
+    from transformers import M2M100Config
+
+    return M2M100Config(
+        vocab_size=len(tokenizer),
+        **seq2seq_sizes(),
+        # M2M100Config defaults to 0.1 and 0.05 here, where the BART-family configs default to 0.0; zero for the
+        # same reason as dropout (and layer drop would make a training step skip layers at random).
+        attention_dropout=0.0,
+        encoder_layerdrop=0.0,
+        decoder_layerdrop=0.0,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+    )
+
+
+def build_m2m100(folder: Path, seed: int) -> None:
+    """M2M100: sentencepiece model + vocab.json with `<s>`=0, `<pad>`=1, `</s>`=2, `<unk>`=3, the pieces, then the
+    100 `__xx__` language tokens; `[__src__] X </s>` and `[__tgt__] X </s>`; decoding starts from `</s>`.
+
+    M2M100Tokenizer is a Python tokenizer that needs `sentencepiece.bpe.model` and a `vocab.json` mapping pieces
+    to model ids; the language tokens get the ids after vocab.json's. Generation forces the target language token
+    (`forced_bos_token_id`), which the scripts set from --target_lang. The real checkpoints also reserve 8
+    "madeupword" ids after the language tokens; no token maps to them, so they are left out here and
+    `len(tokenizer)` equals the embedding size.
+    """
+    from transformers import M2M100ForConditionalGeneration, M2M100Tokenizer
+    from transformers.models.m2m_100.tokenization_m2m_100 import FAIRSEQ_LANGUAGE_CODES
+
+    spm_bytes = sentencepiece_unigram()
+    vocab = {token: i for i, token in enumerate(FAIRSEQ_SPECIAL_TOKENS)}
+    for piece, _ in sentencepiece_pieces(spm_bytes):
+        vocab.setdefault(piece, len(vocab))
+    # M2M100Tokenizer means to register its language tokens as special tokens, but a mistake in its check adds
+    # none (the real checkpoints list them in tokenizer_config.json). Unregistered, they are not counted in
+    # len(tokenizer) and not skipped by decode(skip_special_tokens=True), so they are passed explicitly.
+    language_tokens = [f"__{code}__" for code in FAIRSEQ_LANGUAGE_CODES["m2m100"]]
+    # M2M100Tokenizer only loads from files, so it is created from scratch files, which save_pretrained copies.
+    with tempfile.TemporaryDirectory() as scratch:
+        files = Path(scratch)
+        (files / "sentencepiece.bpe.model").write_bytes(spm_bytes)
+        (files / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        tokenizer = M2M100Tokenizer(
+            vocab_file=str(files / "vocab.json"),
+            spm_file=str(files / "sentencepiece.bpe.model"),
+            src_lang="en",
+            tgt_lang="ro",
+            additional_special_tokens=language_tokens,
+            model_max_length=MODEL_MAX_LENGTH,
+        )
+        save_model(folder, M2M100ForConditionalGeneration, m2m100_config(tokenizer), tokenizer, seed)
+
+
+def build_nllb(folder: Path, seed: int) -> None:
+    """NLLB: BPE with `<s>`=0, `<pad>`=1, `</s>`=2, `<unk>`=3, pieces, the 202 language codes, `<mask>` last.
+
+    The M2M100 architecture, as the real NLLB checkpoints; `[src code] X </s>` and `[tgt code] X </s>` (the
+    tokenizer's default, non-legacy layout); decoding starts from `</s>` and generation forces the target code
+    (`forced_bos_token_id`), which the scripts set from --target_lang.
+    """
+    from transformers import M2M100ForConditionalGeneration, NllbTokenizer
+    from transformers.models.nllb.tokenization_nllb import FAIRSEQ_LANGUAGE_CODES
+
+    vocab, merges = sentencepiece_bpe_vocab(FAIRSEQ_SPECIAL_TOKENS)
+    # Language codes (in the class's order, the real checkpoints' order), then <mask>, follow the pieces.
+    for token in [*FAIRSEQ_LANGUAGE_CODES, "<mask>"]:
+        vocab[token] = len(vocab)
+    tokenizer = NllbTokenizer(
+        vocab=vocab,
+        merges=merges,
+        src_lang="eng_Latn",
+        tgt_lang="ron_Latn",
+        legacy_behaviour=False,
+        model_max_length=MODEL_MAX_LENGTH,
+    )
+    save_model(folder, M2M100ForConditionalGeneration, m2m100_config(tokenizer), tokenizer, seed)
+
+
 def build_marian(folder: Path, seed: int) -> None:
     """Marian: sentencepiece model + vocab.json with `</s>`=0, `<unk>`=1, `<pad>` last; decoding starts from pad.
 
@@ -445,6 +599,9 @@ BUILDERS = {
     "t5": build_t5,
     "bart": build_bart,
     "mbart": build_mbart,
+    "mbart50": build_mbart50,
+    "m2m100": build_m2m100,
+    "nllb": build_nllb,
     "marian": build_marian,
     "pegasus": build_pegasus,
     "bert": build_bert,

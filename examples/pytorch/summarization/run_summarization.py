@@ -327,6 +327,36 @@ def check_output_dir(training_args: SummarizationTrainingArguments) -> str | Non
     )
 
 
+def check_run_args(
+    model_args: ModelArguments, data_args: DataTrainingArguments, training_args: SummarizationTrainingArguments
+) -> None:
+    """Check lengths, sample caps, Hub access and --resume_from_checkpoint; raise UsageError naming the fix."""
+    for name in ("max_source_length", "max_target_length", "val_max_target_length"):
+        if getattr(data_args, name) < 1:
+            raise UsageError(f"--{name} must be a positive number of tokens, got {getattr(data_args, name)}")
+    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples", "num_beams"):
+        if getattr(data_args, name) is not None and getattr(data_args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1, got {getattr(data_args, name)} (leave it out for all)")
+    if (training_args.do_eval or training_args.do_predict) and not training_args.predict_with_generate:
+        logger.warning("without --predict_with_generate, eval/predict report only the loss, no generation metrics")
+    if training_args.push_to_hub and is_offline_mode():
+        raise UsageError(
+            "--push_to_hub needs the network, but HF_HUB_OFFLINE=1 is set; unset it or drop --push_to_hub"
+        )
+    check_model_reachable("--model_name_or_path", model_args.model_name_or_path)
+    check_model_reachable("--config_name", model_args.config_name)
+    check_model_reachable("--tokenizer_name", model_args.tokenizer_name)
+
+    resume = training_args.resume_from_checkpoint
+    if resume is not None and resume.lower() in ("true", "last"):
+        resume = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if resume is None:
+            raise UsageError(f"--resume_from_checkpoint: no checkpoint-* folder in {training_args.output_dir}")
+        training_args.resume_from_checkpoint = resume
+    elif resume is not None and not os.path.isfile(os.path.join(resume, "trainer_state.json")):
+        raise UsageError(f"--resume_from_checkpoint {resume}: not a checkpoint folder (no trainer_state.json in it)")
+
+
 def validate_args(
     model_args: ModelArguments, data_args: DataTrainingArguments, training_args: SummarizationTrainingArguments
 ) -> str | None:
@@ -349,30 +379,7 @@ def validate_args(
             and not getattr(data_args, f"{split}_file")
         ):
             raise UsageError(f"--{action} needs data: pass {DATA_FILE_FLAGS[split]} (or --dataset_name)")
-    for name in ("max_source_length", "max_target_length", "val_max_target_length"):
-        if getattr(data_args, name) < 1:
-            raise UsageError(f"--{name} must be a positive number of tokens, got {getattr(data_args, name)}")
-    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples", "num_beams"):
-        if getattr(data_args, name) is not None and getattr(data_args, name) < 1:
-            raise UsageError(f"--{name} must be at least 1, got {getattr(data_args, name)} (leave it out for all)")
-    if (training_args.do_eval or training_args.do_predict) and not training_args.predict_with_generate:
-        logger.warning("without --predict_with_generate, eval/predict report only the loss (no ROUGE)")
-    if training_args.push_to_hub and is_offline_mode():
-        raise UsageError(
-            "--push_to_hub needs the network, but HF_HUB_OFFLINE=1 is set; unset it or drop --push_to_hub"
-        )
-    check_model_reachable("--model_name_or_path", model_args.model_name_or_path)
-    check_model_reachable("--config_name", model_args.config_name)
-    check_model_reachable("--tokenizer_name", model_args.tokenizer_name)
-
-    resume = training_args.resume_from_checkpoint
-    if resume is not None and resume.lower() in ("true", "last"):
-        resume = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        if resume is None:
-            raise UsageError(f"--resume_from_checkpoint: no checkpoint-* folder in {training_args.output_dir}")
-        training_args.resume_from_checkpoint = resume
-    elif resume is not None and not os.path.isfile(os.path.join(resume, "trainer_state.json")):
-        raise UsageError(f"--resume_from_checkpoint {resume}: not a checkpoint folder (no trainer_state.json in it)")
+    check_run_args(model_args, data_args, training_args)
     return check_output_dir(training_args)
 
 

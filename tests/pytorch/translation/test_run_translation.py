@@ -1,0 +1,346 @@
+"""run_translation.py, run as a user would (subprocess, offline) on the tiny local models."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from helpers import FIXTURES, read_json, read_jsonl, read_lines, run_example, train_losses
+
+SCRIPT = "examples/pytorch/translation/run_translation.py"
+WMT16 = FIXTURES / "translation" / "wmt16_en_ro" / "sample.json"
+CORPUS = FIXTURES / "tokenizer_corpus"
+SACREBLEU_CLI = [sys.executable, "-m", "sacrebleu"]
+
+# Per model: the language flags a user passes, and extra flags.
+MODELS = {
+    "marian": (["--source_lang", "en", "--target_lang", "ro"], []),
+    "mbart": (["--source_lang", "en_XX", "--target_lang", "ro_RO"], []),
+    "t5": (["--source_lang", "en", "--target_lang", "ro"], ["--source_prefix", "translate English to Romanian: "]),
+}
+
+
+def sacrebleu_cli(predictions_path, reference_paths, tokenize: str = "13a") -> dict[str, float]:
+    """BLEU and chrF as the sacrebleu command line prints them (4 decimals) for the same files."""
+    command = [*SACREBLEU_CLI, *map(str, reference_paths), "-i", str(predictions_path), "-m", "bleu", "chrf"]
+    command += ["-tok", tokenize, "-w", "4", "-b"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
+    return {"bleu": float(output[0]), "chrf": float(output[1])}
+
+
+def write_lines(path, lines: list[str]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(f"{line}\n" for line in lines)
+
+
+def run_args(model_dir, output_dir, model: str, **overrides) -> list:
+    language_flags, extra = MODELS[model]
+    args = {
+        "--model_name_or_path": model_dir,
+        "--train_file": WMT16,
+        "--validation_file": WMT16,
+        "--test_file": WMT16,
+        "--output_dir": output_dir,
+        "--max_steps": 30,
+        "--learning_rate": 3e-3,
+        "--per_device_train_batch_size": 2,
+        "--per_device_eval_batch_size": 4,
+        "--max_source_length": 64,
+        "--max_target_length": 64,
+        "--generation_max_length": 32,
+        "--logging_steps": 5,
+        "--seed": 3,
+        **overrides,
+    }
+    flags = ["--do_train", "--do_eval", "--do_predict", "--predict_with_generate", *language_flags, *extra]
+    return [SCRIPT, *flags, *[item for pair in args.items() for item in pair]]
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def wmt16_run(request, tiny_models, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp(f"wmt16-{request.param}")
+    result = run_example(run_args(tiny_models / request.param, output_dir, request.param))
+    return request.param, output_dir, result
+
+
+def test_outputs_keys_and_one_prediction_per_input(wmt16_run):
+    _, output_dir, _ = wmt16_run
+    for name in ["all_results.json", "predict_results.json", "eval_results.json", "generated_predictions.txt"]:
+        assert (output_dir / name).exists(), name
+    results = read_json(output_dir / "all_results.json")
+    for stage in ("eval", "predict"):
+        for key in ("bleu", "chrf", "bleu_signature", "chrf_signature", "gen_len", "samples"):
+            assert f"{stage}_{key}" in results, f"{stage}_{key} missing"
+    assert results["predict_bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+    assert len(read_lines(output_dir / "generated_predictions.txt")) == len(read_jsonl(WMT16)) == 10
+    losses = train_losses(output_dir)
+    assert losses[-1] < losses[0], losses
+
+
+def test_bleu_and_chrf_equal_the_sacrebleu_command_line(wmt16_run, tmp_path):
+    _, output_dir, _ = wmt16_run
+    references = tmp_path / "references.ro"
+    write_lines(references, [row["translation"]["ro"] for row in read_jsonl(WMT16)])
+    saved = read_json(output_dir / "predict_results.json")
+    cli = sacrebleu_cli(output_dir / "generated_predictions.txt", [references])
+    assert {"bleu": saved["predict_bleu"], "chrf": saved["predict_chrf"]} == cli
+
+
+def test_language_codes_reach_the_model(wmt16_run, tiny_models):
+    model, output_dir, result = wmt16_run
+    config = read_json(output_dir / "config.json")
+    generation = read_json(output_dir / "generation_config.json")
+    if model == "mbart":  # mBART decodes from the target language code
+        vocab = read_json(tiny_models / "mbart" / "tokenizer.json")["model"]["vocab"]
+        ro_id = next(index for index, (piece, _) in enumerate(vocab) if piece == "ro_RO")
+        assert config["decoder_start_token_id"] == generation["decoder_start_token_id"] == ro_id
+    if model == "t5":
+        assert "T5 models were trained with task prefixes" not in result.stdout + result.stderr
+
+
+def test_t5_without_prefix_warns_with_the_expected_prefix(tiny_models, tmp_path):
+    args = [
+        SCRIPT, "--model_name_or_path", tiny_models / "t5", "--source_lang", "en", "--target_lang", "ro",
+        "--test_file", WMT16, "--do_predict", "--max_predict_samples", 2, "--output_dir", tmp_path / "out",
+    ]  # fmt: skip
+    result = run_example(args)
+    assert "--source_prefix 'translate English to Romanian: '" in result.stdout + result.stderr
+
+
+def english_finnish_with_two_references(path, count: int = 24) -> list[list[str]]:
+    """The first `count` WMT16 en-fi newstest2016 sentences with both official Finnish references."""
+    en = read_lines(CORPUS / "newstest2016-enfi.en")[:count]
+    shared = FIXTURES / "translation" / "wmt16_en_fi"
+    reference_a = read_lines(shared / "newstest2016-enfi.fi")[:count]
+    reference_b = read_lines(shared / "newstestB2016-enfi.fi")[:count]
+    with open(path, "w", encoding="utf-8") as handle:
+        for source, a, b in zip(en, reference_a, reference_b, strict=True):
+            handle.write(json.dumps({"translation": {"en": source, "fi": [a, b]}}, ensure_ascii=False) + "\n")
+    return [reference_a, reference_b]
+
+
+def test_multiple_references_score_like_sacrebleu(tiny_models, tmp_path):
+    data = tmp_path / "enfi.jsonl"
+    reference_a, reference_b = english_finnish_with_two_references(data)
+    output_dir = tmp_path / "out"
+    run_example(
+        [
+            SCRIPT,
+            "--model_name_or_path",
+            tiny_models / "marian",
+            "--source_lang",
+            "en",
+            "--target_lang",
+            "fi",
+            "--train_file",
+            data,
+            "--test_file",
+            data,
+            "--do_train",
+            "--do_predict",
+            "--predict_with_generate",
+            "--max_steps",
+            10,
+            "--learning_rate",
+            3e-3,
+            "--generation_max_length",
+            32,
+            "--output_dir",
+            output_dir,
+        ]  # fmt: skip
+    )
+    write_lines(tmp_path / "a.fi", reference_a)
+    write_lines(tmp_path / "b.fi", reference_b)
+    saved = read_json(output_dir / "predict_results.json")
+    assert saved["predict_bleu_signature"].startswith("nrefs:2|")
+    cli = sacrebleu_cli(output_dir / "generated_predictions.txt", [tmp_path / "a.fi", tmp_path / "b.fi"])
+    assert {"bleu": saved["predict_bleu"], "chrf": saved["predict_chrf"]} == cli
+
+
+def test_csv_tsv_and_plain_text_pairs(tiny_models, tmp_path):
+    rows = [row["translation"] for row in read_jsonl(WMT16)]
+    with open(tmp_path / "train.csv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["en", "ro"])
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(tmp_path / "valid.tsv", "w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["ro", "en"], delimiter="\t")
+        writer.writeheader()
+        writer.writerows(rows[:6])
+    # Plain-text pairs, as WMT distributes them: PREFIX.en and PREFIX.ro, line-aligned (pass PREFIX).
+    write_lines(tmp_path / "newsdev.en", read_lines(CORPUS / "newsdev2016.en")[:7])
+    write_lines(tmp_path / "newsdev.ro", read_lines(CORPUS / "newsdev2016.ro")[:7])
+    output_dir = tmp_path / "out"
+    run_example(
+        run_args(
+            tiny_models / "marian",
+            output_dir,
+            "marian",
+            **{
+                "--train_file": tmp_path / "train.csv",
+                "--validation_file": tmp_path / "valid.tsv",
+                "--test_file": tmp_path / "newsdev",
+                "--max_steps": 2,
+            },
+        )
+    )
+    results = read_json(output_dir / "all_results.json")
+    assert (results["train_samples"], results["eval_samples"], results["predict_samples"]) == (10, 6, 7)
+    assert len(read_lines(output_dir / "generated_predictions.txt")) == 7
+    cli = sacrebleu_cli(output_dir / "generated_predictions.txt", [tmp_path / "newsdev.ro"])
+    assert {"bleu": results["predict_bleu"], "chrf": results["predict_chrf"]} == cli
+
+
+def romanian_postprocessed(text: str) -> str:
+    """WMT16 en-ro scoring post-processing, written out independently of the script: cedilla s/t to
+    comma-below (normalise-romanian.py), then Romanian diacritics removed (remove-diacritics.py)."""
+    for cedilla, comma in (("\u015e", "\u0218"), ("\u015f", "\u0219"), ("\u0162", "\u021a"), ("\u0163", "\u021b")):
+        text = text.replace(cedilla, comma)
+    for letter, plain in (("\u0218", "S"), ("\u0219", "s"), ("\u021a", "T"), ("\u021b", "t"), ("\u0102", "A")):
+        text = text.replace(letter, plain)
+    for letter, plain in (("\u0103", "a"), ("\u00c2", "A"), ("\u00e2", "a"), ("\u00ce", "I"), ("\u00ee", "i")):
+        text = text.replace(letter, plain)
+    return text
+
+
+def test_romanian_postprocessing_on_real_romanian_text(tiny_models, tmp_path):
+    english = read_lines(CORPUS / "newsdev2016.en")[:20]
+    romanian = read_lines(CORPUS / "newsdev2016.ro")[:20]
+    assert sum(character in "șțăâîȘȚĂÂÎ" for line in romanian for character in line) > 50  # real diacritics
+    # The same references once more with cedilla s/t, as older Romanian corpora write them.
+    cedilla = [line.translate(str.maketrans("șțȘȚ", "\u015f\u0163\u015e\u0162")) for line in romanian]
+    scores = {}
+    for name, references in (("comma", romanian), ("cedilla", cedilla)):
+        write_lines(tmp_path / f"{name}.en", english)
+        write_lines(tmp_path / f"{name}.ro", references)
+        output_dir = tmp_path / f"out-{name}"
+        run_example(
+            [
+                SCRIPT,
+                "--model_name_or_path",
+                tiny_models / "marian",
+                "--source_lang",
+                "en",
+                "--target_lang",
+                "ro",
+                "--test_file",
+                tmp_path / name,
+                "--do_predict",
+                "--predict_with_generate",
+                "--romanian_postprocessing",
+                "--generation_max_length",
+                24,
+                "--output_dir",
+                output_dir,
+            ]  # fmt: skip
+        )
+        predictions = read_lines(output_dir / "generated_predictions.txt")
+        write_lines(tmp_path / f"{name}.pred.pp", [romanian_postprocessed(line) for line in predictions])
+        write_lines(tmp_path / f"{name}.ref.pp", [romanian_postprocessed(line) for line in references])
+        saved = read_json(output_dir / "predict_results.json")
+        scores[name] = {"bleu": saved["predict_bleu"], "chrf": saved["predict_chrf"]}
+        assert scores[name] == sacrebleu_cli(tmp_path / f"{name}.pred.pp", [tmp_path / f"{name}.ref.pp"])
+    assert scores["comma"] == scores["cedilla"]  # the two spellings score the same once normalised
+    assert romanian_postprocessed(cedilla[0]) == romanian_postprocessed(romanian[0])
+    assert not set("șțăâîȘȚĂÂÎşţŞŢ") & set("".join(romanian_postprocessed(line) for line in cedilla))
+
+
+@pytest.mark.slow
+def test_tiny_marian_learns_to_copy_where_an_untrained_model_scores_zero(tiny_models, tmp_path):
+    # A copy task from real sentences: the target is the first six words of the English source.
+    english = [line.split() for line in read_lines(CORPUS / "newsdev2016.en") if len(line.split()) >= 6]
+    for split, lines in (("train", english[:1200]), ("test", english[1500:1600])):
+        with open(tmp_path / f"{split}.jsonl", "w", encoding="utf-8") as handle:
+            for words in lines:
+                text = " ".join(words[:6])
+                handle.write(json.dumps({"translation": {"en": text, "ro": text}}) + "\n")
+    common = [
+        "--model_name_or_path", tiny_models / "marian", "--source_lang", "en", "--target_lang", "ro",
+        "--test_file", tmp_path / "test.jsonl", "--do_predict", "--predict_with_generate",
+        "--max_source_length", 32, "--max_target_length", 16, "--per_device_eval_batch_size", 50,
+    ]  # fmt: skip
+    run_example([*common, "--output_dir", tmp_path / "untrained"])
+    run_example(
+        [
+            *common,
+            "--output_dir",
+            tmp_path / "trained",
+            "--train_file",
+            tmp_path / "train.jsonl",
+            "--do_train",
+            "--max_steps",
+            600,
+            "--per_device_train_batch_size",
+            16,
+            "--learning_rate",
+            3e-3,
+            "--lr_scheduler_type",
+            "constant",
+            "--save_strategy",
+            "no",
+        ]  # fmt: skip
+    )
+    before = read_json(tmp_path / "untrained" / "predict_results.json")["predict_bleu"]
+    after = read_json(tmp_path / "trained" / "predict_results.json")["predict_bleu"]
+    assert before < 1.0, f"an untrained model already scores BLEU {before}: the threshold proves nothing"
+    assert after >= 10.0, f"the trained model reached only BLEU {after}"  # ~31 measured
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Bad input: one `error:` line naming the problem and the fix, exit code 2, no traceback, nothing written.
+
+# name: (arguments replacing or extending a valid marian en->ro train+eval command, text the error must contain).
+# None removes an argument, "" makes it a flag; {tmp} and {models} are filled in by the test.
+BAD_INPUTS = {
+    "unknown language code": (
+        {"--model_name_or_path": "{models}/mbart", "--source_lang": "en_XX", "--target_lang": "ro"},
+        "--target_lang 'ro' is not a language code of this tokenizer; did you mean ro_RO?",
+    ),
+    "language not in the data": ({"--target_lang": "de"}, "no 'de' texts in"),
+    "no language flags": ({"--source_lang": None}, "pass --source_lang and --target_lang"),
+    "mismatched line counts": ({"--validation_file": "{tmp}/uneven"}, "mismatched line counts"),
+    "empty target": ({"--validation_file": "{tmp}/empty_target.jsonl"}, "have an empty source or target"),
+    "bad bleu tokenizer": ({"--bleu_tokenize": "moses"}, "not a sacrebleu tokenizer"),
+    "romanian flag, german target": (
+        {"--target_lang": "de", "--romanian_postprocessing": ""},
+        "--romanian_postprocessing is for Romanian targets",
+    ),
+    "unknown extension": ({"--train_file": "{tmp}/train.txt"}, "use a .csv, .tsv, .json or .jsonl file"),
+    "output dir with results": ({"--output_dir": "{tmp}/finished"}, "--overwrite_output_dir"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_fails_with_one_clear_line(case, tiny_models, tmp_path):
+    write_lines(tmp_path / "uneven.en", ["One.", "Two.", "Three."])
+    write_lines(tmp_path / "uneven.ro", ["Unu.", "Doi."])
+    rows = [{"translation": {"en": "Hello.", "ro": "Salut."}}, {"translation": {"en": "Thanks.", "ro": ""}}]
+    write_lines(tmp_path / "empty_target.jsonl", [json.dumps(row) for row in rows])
+    write_lines(tmp_path / "train.txt", ["Hello."])
+    (tmp_path / "finished").mkdir()
+    (tmp_path / "finished" / "all_results.json").write_text("{}")
+    changes, expected = BAD_INPUTS[case]
+    args = {
+        "--model_name_or_path": str(tiny_models / "marian"),
+        "--source_lang": "en",
+        "--target_lang": "ro",
+        "--train_file": str(WMT16),
+        "--validation_file": str(WMT16),
+        "--max_steps": "1",
+        "--output_dir": str(tmp_path / "out"),
+        **changes,
+    }
+    command = [SCRIPT, "--do_train", "--do_eval", "--predict_with_generate"]
+    for flag, value in args.items():
+        value = value if value is None else value.format(tmp=tmp_path, models=tiny_models)
+        command += [] if value is None else [flag] if value == "" else [flag, value]
+    result = run_example(command, expect_success=False)
+    assert result.returncode == 2, f"exit code {result.returncode}\n{result.stderr[-2000:]}"
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and expected in last_line, last_line
+    assert not (tmp_path / "out").exists()
+    assert os.listdir(tmp_path / "finished") == ["all_results.json"]
