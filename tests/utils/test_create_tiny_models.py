@@ -1,10 +1,10 @@
 """Tests for `utils/create_tiny_models.py`, run as a user would: `python utils/create_tiny_models.py ...`.
 
-One module-scoped fixture builds all seven models twice, into two folders at the same time (the builds are
+One module-scoped fixture builds all ten models twice, into two folders at the same time (the builds are
 single-threaded, so two run side by side); the tests then load every folder with the Auto classes and check
 what the example scripts rely on: tokenizer class, special-token ids, decoder start, length limits, lossless
-tokenization of English and Romanian, a finite loss and generation. The second build proves determinism and
-serves the stamp (skip / --force) test.
+tokenization of English and Romanian, the language codes of the multilingual tokenizers, a finite loss and
+generation. The second build proves determinism and serves the stamp (skip / --force) test.
 """
 
 import math
@@ -24,6 +24,9 @@ from transformers import (
     AutoTokenizer,
     GenerationConfig,
 )
+from transformers.models.m2m_100.tokenization_m2m_100 import FAIRSEQ_LANGUAGE_CODES as M2M100_LANGUAGES
+from transformers.models.mbart50.tokenization_mbart50 import FAIRSEQ_LANGUAGE_CODES as MBART50_CODES
+from transformers.models.nllb.tokenization_nllb import FAIRSEQ_LANGUAGE_CODES as NLLB_CODES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "utils" / "create_tiny_models.py"
@@ -33,12 +36,18 @@ ENGLISH = "The committee said on Tuesday that 25 new schools will open in Buchar
 # ș and ț with comma below, as in the corpus, plus ă, â, î and Î.
 ROMANIAN = "Îngrijorați, elevii și părinții așteaptă ca școlile să își redeschidă porțile în această săptămână."
 
-SEQ2SEQ = ["t5", "bart", "mbart", "marian", "pegasus"]
+SEQ2SEQ = ["t5", "bart", "mbart", "mbart50", "m2m100", "nllb", "marian", "pegasus"]
+# Tokenizers whose source and target are `[language code] X </s>` and models that start decoding from </s>, with
+# the target language code forced as the first generated token.
+PREFIX_MULTILINGUAL = ["mbart50", "m2m100", "nllb"]
 MASKED_LM = ["bert", "roberta"]
 TOKENIZER_CLASS = {
     "t5": "T5Tokenizer",
     "bart": "RobertaTokenizer",  # transformers 5: BartTokenizer is an alias of RobertaTokenizer
     "mbart": "MBartTokenizer",
+    "mbart50": "MBart50Tokenizer",  # transformers 5: MBart50TokenizerFast is an alias
+    "m2m100": "M2M100Tokenizer",
+    "nllb": "NllbTokenizer",
     "marian": "MarianTokenizer",
     "pegasus": "PegasusTokenizer",
     "bert": "BertTokenizer",
@@ -49,17 +58,41 @@ SPECIAL_IDS = {
     "t5": {"<pad>": 0, "</s>": 1, "<unk>": 2, "<extra_id_0>": "last"},
     "bart": {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": "last"},
     "mbart": {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": "last"},
+    "mbart50": {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": "last"},
+    "m2m100": {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "__zu__": "last"},
+    "nllb": {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": "last"},
     "marian": {"</s>": 0, "<unk>": 1, "<pad>": "last"},
     "pegasus": {"<pad>": 0, "</s>": 1, "<mask_1>": 2, "<mask_2>": 3, "<unk_2>": 4, "<unk_102>": 104, "<unk>": 105},
     "bert": {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "[MASK]": 4},
     "roberta": {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": "last"},
 }
 # decoder_start_token_id by model, as a token (None: set by the scripts from the target language).
-DECODER_START = {"t5": "<pad>", "bart": "</s>", "mbart": None, "marian": "<pad>", "pegasus": "<pad>"}
+DECODER_START = {
+    "t5": "<pad>",
+    "bart": "</s>",
+    "mbart": None,
+    "mbart50": "</s>",
+    "m2m100": "</s>",
+    "nllb": "</s>",
+    "marian": "<pad>",
+    "pegasus": "<pad>",
+}
 MBART_25_CODES = (
     "ar_AR cs_CZ de_DE en_XX es_XX et_EE fi_FI fr_XX gu_IN hi_IN it_IT ja_XX kk_KZ ko_KR lt_LT lv_LV my_MM ne_NP "
     "nl_XX ro_RO ru_RU si_LK tr_TR vi_VN zh_CN"
 ).split()
+# Each prefix-multilingual tokenizer: every language code token, then the codes of English, Romanian, German and
+# French as `src_lang`/`tgt_lang` take them (M2M100 takes "ro" and writes the token "__ro__").
+LANGUAGES = {
+    "mbart50": (MBART50_CODES, ["en_XX", "ro_RO", "de_DE", "fr_XX"]),
+    "m2m100": ([f"__{code}__" for code in M2M100_LANGUAGES["m2m100"]], ["en", "ro", "de", "fr"]),
+    "nllb": (NLLB_CODES, ["eng_Latn", "ron_Latn", "deu_Latn", "fra_Latn"]),
+}
+
+
+def language_id(tokenizer, name: str, code: str) -> int:
+    """Return the id of `code` (as `src_lang` takes it) the way the translation scripts look it up."""
+    return tokenizer.get_lang_id(code) if name == "m2m100" else tokenizer.convert_tokens_to_ids(code)
 
 
 def start_script(*args: str) -> subprocess.Popen:
@@ -154,6 +187,9 @@ def test_decoder_start_and_generation_config(tiny, name):
     for attribute in ("decoder_start_token_id", "pad_token_id", "eos_token_id", "bos_token_id"):
         assert getattr(generation_config, attribute) == getattr(config, attribute, None), attribute
     assert generation_config.num_beams == 1
+    # The target language is the scripts' to force (--target_lang), never a default of the checkpoint.
+    assert getattr(config, "forced_bos_token_id", None) is None
+    assert generation_config.forced_bos_token_id is None
     assert generation_config.max_length <= 128
     if name == "bart":
         assert config.forced_eos_token_id == generation_config.forced_eos_token_id == tokenizer.eos_token_id
@@ -195,6 +231,37 @@ def test_mbart_language_codes(tiny):
     assert batch["labels"][-2:] == [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("fr_XX")]
 
 
+@pytest.mark.parametrize("name", PREFIX_MULTILINGUAL)
+def test_prefix_multilingual_language_codes(tiny, name):
+    tokenizer = AutoTokenizer.from_pretrained(tiny / name)
+    code_tokens, (english, romanian, german, french) = LANGUAGES[name]
+    assert len(code_tokens) == {"mbart50": 52, "m2m100": 100, "nllb": 202}[name]
+    # Every code has an id of its own inside the embedding, and is special (decode with skip_special_tokens drops it).
+    code_ids = tokenizer.convert_tokens_to_ids(code_tokens)
+    assert tokenizer.unk_token_id not in code_ids and len(set(code_ids)) == len(code_tokens)
+    assert max(code_ids) < len(tokenizer)
+    assert set(code_tokens) <= set(tokenizer.all_special_tokens)
+    assert (tokenizer.src_lang, tokenizer.tgt_lang) == (english, romanian)
+    romanian_token = "__ro__" if name == "m2m100" else romanian
+    assert language_id(tokenizer, name, romanian) == tokenizer.convert_tokens_to_ids(romanian_token)
+    if name == "m2m100":
+        assert tokenizer.lang_code_to_id["ro"] == tokenizer.convert_tokens_to_ids("__ro__")
+    if name == "mbart50":
+        assert tokenizer.lang_code_to_id["ro_RO"] == tokenizer.convert_tokens_to_ids("ro_RO")
+
+    # Source and target are both `[language code] X </s>`, padded on the right.
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    for source_lang, target_lang in [(german, french), (english, romanian)]:
+        tokenizer.src_lang, tokenizer.tgt_lang = source_lang, target_lang
+        batch = tokenizer([ENGLISH, "Hi."], text_target=[ROMANIAN, "Salut."], padding=True)
+        for key, lang in [("input_ids", source_lang), ("labels", target_lang)]:
+            for padded in batch[key]:
+                ids = [i for i in padded if i != pad]
+                assert ids[0] == language_id(tokenizer, name, lang), (key, lang)
+                assert ids[-1] == eos and eos not in ids[:-1], key
+                assert not set(ids[1:]) & set(code_ids), key
+
+
 @pytest.mark.parametrize("name", SEQ2SEQ)
 def test_seq2seq_loss_and_generate(tiny, name):
     tokenizer = AutoTokenizer.from_pretrained(tiny / name)
@@ -209,19 +276,26 @@ def test_seq2seq_loss_and_generate(tiny, name):
     assert abs(loss.item() - math.log(len(tokenizer))) < 1.0
 
     # mBART starts from the target language code; in transformers 5 generate reads it from generation_config
-    # (or the argument), not from model.config.
+    # (or the argument), not from model.config. mBART-50, M2M100 and NLLB start from </s> and are forced to
+    # generate the target language code next.
     start = (
         tokenizer.convert_tokens_to_ids("ro_RO") if name == "mbart" else model.generation_config.decoder_start_token_id
     )
+    forced = {}
+    if name in PREFIX_MULTILINGUAL:
+        forced["forced_bos_token_id"] = language_id(tokenizer, name, LANGUAGES[name][1][1])
     with torch.no_grad():
         generated = model.generate(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             max_length=8,
             decoder_start_token_id=start,
+            **forced,
         )
     assert generated.shape[0] == 2 and 1 < generated.shape[1] <= 8
     assert generated[:, 0].tolist() == [start, start]
+    if forced:
+        assert generated[:, 1].tolist() == [forced["forced_bos_token_id"]] * 2
 
 
 @pytest.mark.parametrize("name", MASKED_LM)

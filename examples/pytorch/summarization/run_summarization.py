@@ -536,9 +536,11 @@ def set_up_language_codes(model, tokenizer, data_args: DataTrainingArguments) ->
         model.generation_config.forced_bos_token_id = forced_id
 
 
-def fit_position_embeddings(model, model_args: ModelArguments, max_source_length: int) -> None:
-    """Make the model accept --max_source_length tokens, or stop with both fixes named."""
+def fit_position_embeddings(model, model_args: ModelArguments, data_args: DataTrainingArguments) -> None:
+    """Make the model accept --max_source_length tokens: resize its position embeddings, or (when it cannot
+    and no resize was asked for) lower --max_source_length to its limit; raise UsageError naming both fixes."""
     max_positions = getattr(model.config, "max_position_embeddings", None)
+    max_source_length = data_args.max_source_length
     if max_positions is None or max_positions >= max_source_length:
         return
     fixes = f"pass --max_source_length {max_positions} or less"
@@ -547,15 +549,20 @@ def fit_position_embeddings(model, model_args: ModelArguments, max_source_length
             f"--max_source_length {max_source_length} exceeds the model's {max_positions} position embeddings; "
             f"{fixes}, or drop --resize_position_embeddings False to resize them"
         )
-    if model_args.resize_position_embeddings is None:
-        logger.warning(f"resizing the position embeddings from {max_positions} to {max_source_length}")
     try:
         model.resize_position_embeddings(max_source_length)
+        logger.warning(f"resized the position embeddings from {max_positions} to {max_source_length}")
     except NotImplementedError as error:
-        raise UsageError(
-            f"--max_source_length {max_source_length} exceeds the {max_positions} position embeddings of "
-            f"{model.config.model_type}, which cannot be resized; {fixes}"
-        ) from error
+        if model_args.resize_position_embeddings:
+            raise UsageError(
+                f"--resize_position_embeddings: {model.config.model_type} position embeddings cannot be resized; "
+                f"{fixes}"
+            ) from error
+        logger.warning(
+            f"--max_source_length {max_source_length} lowered to {max_positions}, the number of position "
+            f"embeddings of this {model.config.model_type} model (which cannot be resized)"
+        )
+        data_args.max_source_length = max_positions
 
 
 def load_model_and_tokenizer(model_args: ModelArguments):
@@ -726,7 +733,7 @@ def main() -> None:
         raise UsageError(
             f"the model config has no decoder_start_token_id; set it in {model_args.model_name_or_path}/config.json"
         )
-    fit_position_embeddings(model, model_args, data_args.max_source_length)
+    fit_position_embeddings(model, model_args, data_args)
     if config.model_type == "t5" and not data_args.source_prefix:
         logger.warning("T5 models were trained with task prefixes: pass --source_prefix 'summarize: '")
     if training_args.label_smoothing_factor > 0 and not hasattr(model, "prepare_decoder_input_ids_from_labels"):
