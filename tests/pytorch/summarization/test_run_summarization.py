@@ -401,3 +401,38 @@ def test_yaml_argument_file_and_unknown_keys(tiny_models, tmp_path):
     result = run_example([SCRIPT, config], expect_success=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "learning_rat" in result.stderr.strip().splitlines()[-1]
+
+
+def test_dataset_name_uses_the_known_columns_of_that_dataset(tiny_models, tmp_path):
+    """--dataset_name goes through load_dataset(name) as for a Hub id; here a local folder named like the Hub's
+    cnn_dailymail, whose columns (id, article, highlights) only the known-dataset map gets right."""
+    folder = tmp_path / "cnn_dailymail"
+    folder.mkdir()
+    rows = [
+        {"id": index, "article": row["document"], "highlights": row["summary"]}  # an int id: not text
+        for index, row in enumerate(read_jsonl(XSUM))
+    ]
+    for split in ("train", "validation"):
+        with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
+    output_dir = tmp_path / "out"
+    run_example(
+        [
+            SCRIPT,
+            "--model_name_or_path",
+            tiny_models / "bart",
+            "--dataset_name",
+            folder,
+            "--do_train",
+            "--do_eval",
+            "--predict_with_generate",
+            "--max_steps",
+            2,
+            "--max_source_length",
+            64,
+            "--output_dir",
+            output_dir,
+        ]  # fmt: skip
+    )
+    results = read_json(output_dir / "all_results.json")
+    assert results["train_samples"] == results["eval_samples"] == 10 and "eval_rouge1" in results

@@ -56,7 +56,7 @@ def run_args(model_dir, output_dir, model: str, **overrides) -> list:
         **overrides,
     }
     flags = ["--do_train", "--do_eval", "--do_predict", "--predict_with_generate", *language_flags, *extra]
-    return [SCRIPT, *flags, *[item for pair in args.items() for item in pair]]
+    return [SCRIPT, *flags, *[item for pair in args.items() if pair[1] is not None for item in pair]]  # None: left out
 
 
 @pytest.fixture(scope="module", params=list(MODELS))
@@ -347,3 +347,21 @@ def test_bad_input_fails_with_one_clear_line(case, tiny_models, tmp_path):
     assert last_line.startswith("error: ") and expected in last_line, last_line
     assert not (tmp_path / "out").exists()
     assert os.listdir(tmp_path / "finished") == ["all_results.json"]
+
+
+def test_dataset_name_with_a_translation_feature(tiny_models, tmp_path):
+    """--dataset_name goes through load_dataset(name) as for a Hub id; here a local folder of parquet files
+    whose features carry the `Translation` type, as the Hub's wmt16 has."""
+    import datasets
+
+    rows = [row["translation"] for row in read_jsonl(WMT16)]
+    features = datasets.Features({"translation": datasets.Translation(languages=["en", "ro"])})
+    folder = tmp_path / "wmt16"
+    folder.mkdir()
+    for split in ("train", "validation", "test"):
+        datasets.Dataset.from_dict({"translation": rows}, features=features).to_parquet(folder / f"{split}.parquet")
+    output_dir = tmp_path / "out"
+    files = {"--train_file": None, "--validation_file": None, "--test_file": None}
+    run_example(run_args(tiny_models / "marian", output_dir, "marian", **files, **{"--dataset_name": folder}))
+    results = read_json(output_dir / "all_results.json")
+    assert results["train_samples"] == results["eval_samples"] == results["predict_samples"] == 10
