@@ -21,10 +21,16 @@ TEST_ENV = {
 
 
 def run_example(
-    args: list[str], *, env: dict | None = None, expect_success: bool = True, timeout: int = 900
+    args: list[str],
+    *,
+    launcher: list | None = None,
+    env: dict | None = None,
+    expect_success: bool = True,
+    timeout: int = 900,
 ) -> subprocess.CompletedProcess:
-    """Run `python <args...>` from the repo root, offline; on unexpected failure, show the end of stderr."""
-    command = [sys.executable, *[str(arg) for arg in args]]
+    """Run `python <args...>` (or `<launcher...> <args...>`, e.g. torchrun) from the repo root, offline;
+    on unexpected failure, show the end of stderr."""
+    command = [str(part) for part in (launcher or [sys.executable])] + [str(arg) for arg in args]
     result = subprocess.run(
         command,
         cwd=REPO_ROOT,

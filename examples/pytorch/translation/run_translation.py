@@ -261,7 +261,8 @@ class DataTrainingArguments:
 # Copied from examples.pytorch.summarization.run_summarization.SummarizationTrainingArguments with Summarization->Translation
 @dataclass
 class TranslationTrainingArguments(Seq2SeqTrainingArguments):
-    """`Seq2SeqTrainingArguments` plus the output-directory guard that transformers 5 dropped."""
+    """`Seq2SeqTrainingArguments` plus the output-directory guard that transformers 5 dropped, and a default
+    that keeps the logged training loss true under multi-process training."""
 
     overwrite_output_dir: bool = field(
         default=False,
@@ -269,6 +270,15 @@ class TranslationTrainingArguments(Seq2SeqTrainingArguments):
             "help": (
                 "Allow --output_dir to hold an earlier run: its result files and checkpoints are deleted first. "
                 "Without it a non-empty --output_dir is refused (or resumed, if it holds only checkpoints)."
+            )
+        },
+    )
+    average_tokens_across_devices: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "Normalise the loss by the token count summed over all processes. Off by default here: with it, "
+                "transformers 5.23 logs a training loss about world-size times the true one under DDP."
             )
         },
     )
@@ -421,6 +431,12 @@ def check_run_args(
     if training_args.push_to_hub and is_offline_mode():
         raise UsageError(
             "--push_to_hub needs the network, but HF_HUB_OFFLINE=1 is set; unset it or drop --push_to_hub"
+        )
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size == 1:
+        raise UsageError(
+            f"launched as {launched} processes (WORLD_SIZE={launched}), but they are not connected: each would "
+            "train alone and write the same --output_dir; without GPUs, pass --use_cpu (or set ACCELERATE_USE_CPU=true)"
         )
     check_model_reachable("--model_name_or_path", model_args.model_name_or_path)
     check_model_reachable("--config_name", model_args.config_name)
@@ -786,15 +802,19 @@ def compute_translation_metrics(
 
 
 # Copied from examples.pytorch.summarization.run_summarization.decode_predictions
-def decode_predictions(tokenizer, token_ids) -> tuple[list[str], float]:
+def decode_predictions(tokenizer, token_ids, num_examples: int) -> tuple[list[str], float]:
     """Decode generated ids into one-line texts; return them with the mean count of non-pad tokens (gen_len).
 
-    Batches are padded with -100 when gathered; those become pad ids first (decoding a negative id overflows).
-    A newline inside a prediction becomes a space, so the predictions file keeps one line per example.
+    Under multi-process evaluation the gathered ids end with copies of the first examples (the padding of
+    the last, uneven batch; transformers 5.23 does not drop them): only the first `num_examples` rows, which
+    are in input order, are kept. Batches are padded with -100 when gathered; those become pad ids first
+    (decoding a negative id overflows). A newline inside a prediction becomes a space, so the predictions
+    file keeps one line per example.
     """
     if isinstance(token_ids, tuple):
         token_ids = token_ids[0]
-    token_ids = np.where(np.asarray(token_ids) < 0, tokenizer.pad_token_id, token_ids)
+    token_ids = np.asarray(token_ids)[:num_examples]
+    token_ids = np.where(token_ids < 0, tokenizer.pad_token_id, token_ids)
     texts = tokenizer.batch_decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)
     predictions = [" ".join(text.split("\n")).strip() for text in texts]
     gen_len = float(np.mean(np.count_nonzero(token_ids != tokenizer.pad_token_id, axis=1))) if len(texts) else 0.0
@@ -805,7 +825,7 @@ def make_compute_metrics(tokenizer, references: list[str | list[str]], bleu_toke
     """`compute_metrics` for the Trainer: BLEU and chrF of the generated texts against the references."""
 
     def compute_metrics(eval_preds) -> dict:
-        predictions, gen_len = decode_predictions(tokenizer, eval_preds.predictions)
+        predictions, gen_len = decode_predictions(tokenizer, eval_preds.predictions, len(references))
         return {**compute_translation_metrics(predictions, references, bleu_tokenize, romanian), "gen_len": gen_len}
 
     return compute_metrics
@@ -1003,7 +1023,7 @@ def main() -> None:
         metrics = predict_results.metrics
         metrics["predict_samples"] = len(predict_dataset)
         if training_args.predict_with_generate:
-            predictions, gen_len = decode_predictions(tokenizer, predict_results.predictions)
+            predictions, gen_len = decode_predictions(tokenizer, predict_results.predictions, len(predict_dataset))
             if predict_references is not None:
                 scores = compute_translation_metrics(predictions, predict_references, bleu_tokenize, romanian)
                 metrics.update({f"predict_{key}": value for key, value in scores.items()})

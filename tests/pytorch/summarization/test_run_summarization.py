@@ -4,6 +4,8 @@ import csv
 import json
 import os
 import shutil
+import sys
+from pathlib import Path
 
 import nltk
 import pytest
@@ -53,7 +55,7 @@ def train_eval_predict_args(model_dir, output_dir, **overrides) -> list:
         **overrides,
     }
     flags = ["--do_train", "--do_eval", "--do_predict", "--predict_with_generate"]
-    return [SCRIPT, *flags, *[item for pair in args.items() for item in pair]]
+    return [SCRIPT, *flags, *[item for pair in args.items() if pair[1] is not None for item in pair]]  # None: left out
 
 
 # One full run per model; several tests read its outputs.
@@ -436,3 +438,54 @@ def test_dataset_name_uses_the_known_columns_of_that_dataset(tiny_models, tmp_pa
     )
     results = read_json(output_dir / "all_results.json")
     assert results["train_samples"] == results["eval_samples"] == 10 and "eval_rouge1" in results
+
+
+@pytest.mark.slow
+def test_two_processes_with_torchrun_match_one_process(tiny_models, tmp_path):
+    torchrun = [Path(sys.executable).parent / "torchrun", "--nproc_per_node", 2]
+    common = train_eval_predict_args(
+        tiny_models / "t5", None, **{"--max_steps": 10, "--logging_steps": 2, "--save_strategy": "no"}
+    )
+    common += ["--source_prefix", "summarize: "]
+    one = run_example([*common, "--per_device_train_batch_size", 4, "--output_dir", tmp_path / "one"])
+    two = run_example(
+        [*common, "--per_device_train_batch_size", 2, "--use_cpu", "--output_dir", tmp_path / "two"],
+        launcher=torchrun,
+    )
+    assert "world size: 1" in one.stdout + one.stderr
+    assert (two.stdout + two.stderr).count("world size: 2") == 2  # both ranks, connected
+    results = read_json(tmp_path / "two" / "all_results.json")
+    assert results["eval_samples"] == results["predict_samples"] == 10  # 10 = 4 + 4 + 2: an uneven last batch
+    predictions = read_lines(tmp_path / "two" / "generated_predictions.txt")
+    references = [row["summary"] for row in read_jsonl(XSUM)]
+    assert {key: results[f"predict_{key}"] for key in ROUGE_KEYS} == reference_rouge(predictions, references)
+    # The logged loss is the true loss (transformers 5.23's default logs ~2x under DDP).
+    for single, double in zip(train_losses(tmp_path / "one"), train_losses(tmp_path / "two"), strict=True):
+        assert double == pytest.approx(single, rel=0.1)
+
+    # Predicting with the same model: the same predictions, each once, in input order, same ROUGE.
+    predict = [
+        SCRIPT, "--model_name_or_path", tmp_path / "one", "--test_file", XSUM, "--do_predict",
+        "--predict_with_generate", "--per_device_eval_batch_size", 3, "--max_source_length", 128,
+        "--source_prefix", "summarize: ",
+    ]  # fmt: skip
+    run_example([*predict, "--output_dir", tmp_path / "predict-one"])
+    run_example([*predict, "--use_cpu", "--output_dir", tmp_path / "predict-two"], launcher=torchrun)
+    assert read_lines(tmp_path / "predict-two" / "generated_predictions.txt") == read_lines(
+        tmp_path / "predict-one" / "generated_predictions.txt"
+    )
+    scores_one = read_json(tmp_path / "predict-one" / "predict_results.json")
+    scores_two = read_json(tmp_path / "predict-two" / "predict_results.json")
+    assert {key: scores_two[f"predict_{key}"] for key in ROUGE_KEYS} == {
+        key: scores_one[f"predict_{key}"] for key in ROUGE_KEYS
+    }
+
+
+def test_unconnected_processes_are_refused(tiny_models, tmp_path):
+    torchrun = [Path(sys.executable).parent / "torchrun", "--nproc_per_node", 2]
+    args = [SCRIPT, "--model_name_or_path", tiny_models / "t5", "--train_file", XSUM, "--do_train"]
+    result = run_example([*args, "--output_dir", tmp_path / "out"], launcher=torchrun, expect_success=False)
+    assert result.returncode != 0
+    assert "error: launched as 2 processes (WORLD_SIZE=2), but they are not connected" in result.stderr
+    assert "pass --use_cpu" in result.stderr
+    assert not (tmp_path / "out").exists()
