@@ -23,6 +23,7 @@ Several GPUs (or two CPU processes): the same arguments after `torchrun --nproc_
 
 import difflib
 import importlib.util
+import json
 import logging
 import os
 import re
@@ -51,7 +52,6 @@ from transformers import (
     default_data_collator,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -389,6 +389,60 @@ def check_model_reachable(flag: str, name_or_path: str | None) -> None:
         )
 
 
+# Copied from examples.pytorch.summarization.run_summarization.last_complete_checkpoint
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` folder in `output_dir` that a resume can load, or None.
+
+    The Trainer writes a checkpoint's files in turn and `trainer_state.json` last, so a checkpoint is complete
+    when that file parses and names step N; a folder left half-written by a killed job is skipped (logged).
+    """
+    steps = sorted(
+        int(match.group(1)) for name in os.listdir(output_dir) if (match := re.fullmatch(r"checkpoint-(\d+)", name))
+    )
+    for step in reversed(steps):
+        folder = os.path.join(output_dir, f"checkpoint-{step}")
+        try:
+            with open(os.path.join(folder, "trainer_state.json"), encoding="utf-8") as handle:
+                if json.load(handle).get("global_step") == step:
+                    return folder
+        except (OSError, ValueError):
+            pass
+        logger.warning(f"skipping {folder}: incomplete (the job was stopped while writing it)")
+    return None
+
+
+# Copied from examples.pytorch.summarization.run_summarization.write_json_atomically
+def write_json_atomically(path: str, data: dict) -> None:
+    """Write `data` to a temp file, then rename it over `path`: a killed job leaves the old file or the new one."""
+    with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=4, sort_keys=True)
+    os.replace(f"{path}.tmp", path)
+
+
+# Copied from examples.pytorch.summarization.run_summarization.save_results
+def save_results(trainer: Seq2SeqTrainer, split: str, metrics: dict) -> None:
+    """Like `trainer.save_metrics` (`{split}_results.json`, merged into `all_results.json`), written atomically."""
+    if not trainer.is_world_process_zero():
+        return
+    output_dir = trainer.args.output_dir
+    write_json_atomically(os.path.join(output_dir, f"{split}_results.json"), metrics)
+    all_results_path = os.path.join(output_dir, "all_results.json")
+    all_results = {}
+    if os.path.isfile(all_results_path):
+        with open(all_results_path, encoding="utf-8") as handle:
+            all_results = json.load(handle)
+    write_json_atomically(all_results_path, {**all_results, **metrics})
+
+
+# Copied from examples.pytorch.summarization.run_summarization.save_trainer_state
+def save_trainer_state(trainer: Seq2SeqTrainer) -> None:
+    """Like `trainer.save_state` (`trainer_state.json`: the log history), written atomically."""
+    if trainer.is_world_process_zero():
+        path = os.path.join(trainer.args.output_dir, "trainer_state.json")
+        trainer.state.save_to_json(f"{path}.tmp")
+        os.replace(f"{path}.tmp", path)
+
+
 # Copied from examples.pytorch.summarization.run_summarization.check_output_dir with Summarization->Translation
 def check_output_dir(training_args: TranslationTrainingArguments) -> str | None:
     """Decide what to do with an existing --output_dir; return a checkpoint to resume from, or None.
@@ -403,7 +457,7 @@ def check_output_dir(training_args: TranslationTrainingArguments) -> str | None:
     entries = sorted(os.listdir(output_dir))
     if not entries or training_args.resume_from_checkpoint:
         return None
-    last_checkpoint = get_last_checkpoint(output_dir)
+    last_checkpoint = last_complete_checkpoint(output_dir)
     results = [name for name in entries if name in RESULT_FILES]
     if training_args.do_train and last_checkpoint is not None and not results:
         return last_checkpoint
@@ -444,7 +498,9 @@ def check_run_args(
 
     resume = training_args.resume_from_checkpoint
     if resume is not None and resume.lower() in ("true", "last"):
-        resume = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        resume = (
+            last_complete_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        )
         if resume is None:
             raise UsageError(f"--resume_from_checkpoint: no checkpoint-* folder in {training_args.output_dir}")
         training_args.resume_from_checkpoint = resume
@@ -1004,8 +1060,8 @@ def main() -> None:
         metrics = train_result.metrics
         metrics["train_samples"] = len(train_dataset)
         trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
-        trainer.save_state()
+        save_results(trainer, "train", metrics)
+        save_trainer_state(trainer)
 
     # Evaluate.
     if training_args.do_eval:
@@ -1013,7 +1069,7 @@ def main() -> None:
         metrics = trainer.evaluate(metric_key_prefix="eval")
         metrics["eval_samples"] = len(eval_dataset)
         trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+        save_results(trainer, "eval", metrics)
 
     # Predict: translate the test set, score against its references, write one translation per line.
     if training_args.do_predict:
@@ -1031,7 +1087,7 @@ def main() -> None:
             if trainer.is_world_process_zero():
                 write_predictions(os.path.join(training_args.output_dir, "generated_predictions.txt"), predictions)
         trainer.log_metrics("predict", metrics)
-        trainer.save_metrics("predict", metrics)
+        save_results(trainer, "predict", metrics)
 
     # Model card, or push to the Hub.
     card = {"finetuned_from": model_args.model_name_or_path, "tasks": "translation"}

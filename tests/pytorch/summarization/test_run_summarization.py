@@ -4,14 +4,17 @@ import csv
 import json
 import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nltk
 import pytest
 from rouge_score import rouge_scorer
 
-from helpers import FIXTURES, read_json, read_jsonl, read_lines, run_example, train_losses
+from helpers import FIXTURES, REPO_ROOT, TEST_ENV, read_json, read_jsonl, read_lines, run_example, train_losses
 
 SCRIPT = "examples/pytorch/summarization/run_summarization.py"
 XSUM = FIXTURES / "summarization" / "xsum" / "sample.json"
@@ -489,3 +492,45 @@ def test_unconnected_processes_are_refused(tiny_models, tmp_path):
     assert "error: launched as 2 processes (WORLD_SIZE=2), but they are not connected" in result.stderr
     assert "pass --use_cpu" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def model_weights(folder) -> dict:
+    from safetensors.numpy import load_file
+
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+@pytest.mark.slow
+def test_sigkill_after_a_checkpoint_then_the_same_command_ends_with_the_same_weights(tiny_models, tmp_path):
+    args = train_eval_predict_args(
+        tiny_models / "t5",
+        None,
+        **{"--max_steps": 300, "--save_steps": 40, "--logging_steps": 20, "--source_prefix": "summarize: "},
+    )
+    args = [arg for arg in args if arg not in ("--do_eval", "--do_predict")]
+    run_example([*args, "--output_dir", tmp_path / "straight"])
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, *map(str, args), "--output_dir", str(killed)],
+        cwd=REPO_ROOT,
+        env={**os.environ, **TEST_ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not (killed / "checkpoint-80" / "trainer_state.json").exists() and process.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint-80 within 300 s"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (killed / "train_results.json").exists() and not (killed / "model.safetensors").exists()
+
+    result = run_example([*args, "--output_dir", killed])  # the same command again
+    assert "Resuming training from" in result.stdout + result.stderr
+    straight, resumed = model_weights(tmp_path / "straight"), model_weights(killed)
+    assert straight.keys() == resumed.keys()
+    for name, tensor in straight.items():
+        assert abs(tensor - resumed[name]).max() < 1e-5, name
+    assert train_losses(killed)[-1] == pytest.approx(train_losses(tmp_path / "straight")[-1], abs=1e-4)
