@@ -266,6 +266,10 @@ def parse_args() -> tuple[ModelArguments, DataTrainingArguments, SummarizationTr
         raise
     except ValueError as error:  # invalid values or unknown keys, found by the dataclasses
         raise UsageError(str(error).strip().splitlines()[0]) from error
+    except ImportError as error:  # a flag that needs a package that is not installed (e.g. --deepspeed)
+        raise UsageError(
+            f"{str(error).strip().splitlines()[0]} Install it, or drop the flag that needs it."
+        ) from error
 
 
 def setup_logging(training_args: SummarizationTrainingArguments) -> None:

@@ -301,6 +301,10 @@ def parse_args() -> tuple[ModelArguments, DataTrainingArguments, TranslationTrai
         raise
     except ValueError as error:  # invalid values or unknown keys, found by the dataclasses
         raise UsageError(str(error).strip().splitlines()[0]) from error
+    except ImportError as error:  # a flag that needs a package that is not installed (e.g. --deepspeed)
+        raise UsageError(
+            f"{str(error).strip().splitlines()[0]} Install it, or drop the flag that needs it."
+        ) from error
 
 
 # Copied from examples.pytorch.summarization.run_summarization.setup_logging with Summarization->Translation
