@@ -849,7 +849,9 @@ def main() -> None:
                 raise UsageError(f"the {split} split ({DATA_FILE_FLAGS[split]}) has no non-empty examples")
         if max_samples is not None:
             dataset = dataset.select(range(min(max_samples, len(dataset))))
-        references = dataset[summary_column] if summary_column in dataset.column_names else None
+        # Metrics need the untruncated references of eval/test sets (small); training needs none.
+        has_references = split != "train" and summary_column in dataset.column_names
+        references = dataset[summary_column] if has_references else None
         with training_args.main_process_first(desc=f"{split} dataset tokenization"):
             tokenized = dataset.map(
                 preprocess_function,

@@ -992,9 +992,8 @@ def main() -> None:
             dataset = drop_empty_examples(dataset, data_args, split)
         if max_samples is not None:
             dataset = dataset.select(range(min(max_samples, len(dataset))))
-        references = None
-        if has_targets:
-            references = language_texts(dataset[:], target_key)  # evaluation sets are small enough to hold
+        # Metrics need the untruncated references of eval/test sets (small); training needs none.
+        references = language_texts(dataset[:], target_key) if has_targets and split != "train" else None
         with training_args.main_process_first(desc=f"{split} dataset tokenization"):
             tokenized = dataset.map(
                 preprocess_function,
