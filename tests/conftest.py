@@ -10,7 +10,7 @@ TINY_MODELS_DIR = REPO_ROOT / ".cache" / "tiny-models"
 
 @pytest.fixture(scope="session")
 def tiny_models():
-    """Folder with t5, bart, mbart, marian, pegasus, bert, roberta built by utils/create_tiny_models.py.
+    """Folder with t5, bart, mbart, mbart50, marian, m2m100, nllb, pegasus, bert, roberta from utils/create_tiny_models.py.
 
     The script skips an up-to-date build (same script, same seed), and the lock makes pytest-xdist
     workers wait for the one that builds instead of building it twice.

@@ -725,6 +725,13 @@ def language_codes(tokenizer) -> list[str] | None:
     return None
 
 
+def language_code_id(tokenizer, code: str) -> int:
+    """The token id of a language code: M2M100's codes (en) stand for tokens (__en__), the others are tokens."""
+    if isinstance(tokenizer, M2M100Tokenizer):
+        return tokenizer.get_lang_id(code)
+    return tokenizer.convert_tokens_to_ids(code)
+
+
 def set_up_language_codes(model, tokenizer, data_args: DataTrainingArguments) -> None:
     """Set the languages on a multilingual tokenizer, and the decoder start / forced BOS ids of the target.
 
@@ -740,17 +747,14 @@ def set_up_language_codes(model, tokenizer, data_args: DataTrainingArguments) ->
     check_language_code("--target_lang", data_args.target_lang, valid_codes)
     tokenizer.src_lang = data_args.source_lang
     tokenizer.tgt_lang = data_args.target_lang
-    if isinstance(tokenizer, M2M100Tokenizer):
-        target_id = tokenizer.get_lang_id(data_args.target_lang)
-    else:
-        target_id = tokenizer.convert_tokens_to_ids(data_args.target_lang)
+    target_id = language_code_id(tokenizer, data_args.target_lang)
     if isinstance(tokenizer, MBartTokenizer):
         model.config.decoder_start_token_id = target_id
         model.generation_config.decoder_start_token_id = target_id
     forced_bos_id = None if isinstance(tokenizer, MBartTokenizer) else target_id
     if data_args.forced_bos_token is not None:
         check_language_code("--forced_bos_token", data_args.forced_bos_token, valid_codes)
-        forced_bos_id = tokenizer.convert_tokens_to_ids(data_args.forced_bos_token)
+        forced_bos_id = language_code_id(tokenizer, data_args.forced_bos_token)
     if forced_bos_id is not None:
         model.config.forced_bos_token_id = forced_bos_id
         model.generation_config.forced_bos_token_id = forced_bos_id
