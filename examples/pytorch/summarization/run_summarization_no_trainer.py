@@ -628,7 +628,8 @@ def set_up_language_codes(model, tokenizer, data_args: argparse.Namespace) -> No
     if data_args.forced_bos_token is not None:
         check_language_code("--forced_bos_token", data_args.forced_bos_token, valid_codes)
         forced_id = tokenizer.convert_tokens_to_ids(data_args.forced_bos_token)
-        model.config.forced_bos_token_id = forced_id
+        # transformers 5 keeps generation settings in the generation config only (save_pretrained refuses them
+        # in the model config).
         model.generation_config.forced_bos_token_id = forced_id
 
 

@@ -756,7 +756,8 @@ def set_up_language_codes(model, tokenizer, data_args: DataTrainingArguments) ->
         check_language_code("--forced_bos_token", data_args.forced_bos_token, valid_codes)
         forced_bos_id = language_code_id(tokenizer, data_args.forced_bos_token)
     if forced_bos_id is not None:
-        model.config.forced_bos_token_id = forced_bos_id
+        # transformers 5 keeps generation settings in the generation config only (save_pretrained refuses them
+        # in the model config).
         model.generation_config.forced_bos_token_id = forced_bos_id
 
 

@@ -270,8 +270,10 @@ def test_mbart_needs_and_uses_a_language_code(tiny_models, tmp_path):
         "--do_train", "--do_predict", "--predict_with_generate", "--max_steps", 2, "--max_source_length", 64,
         "--max_target_length", 16,
     ]  # fmt: skip
-    run_example([*args, "--lang", "en_XX", "--output_dir", tmp_path / "ok"])
+    run_example([*args, "--lang", "en_XX", "--forced_bos_token", "en_XX", "--output_dir", tmp_path / "ok"])
     config = read_json(tmp_path / "ok" / "config.json")
+    en_id = read_json(tmp_path / "ok" / "tokenizer.json")["model"]["vocab"].index(["en_XX", 0.0])
+    assert read_json(tmp_path / "ok" / "generation_config.json")["forced_bos_token_id"] == en_id
     tokenizer_config = read_json(tmp_path / "ok" / "tokenizer_config.json")
     assert config["decoder_start_token_id"] is not None
     assert len(read_lines(tmp_path / "ok" / "generated_predictions.txt")) == 10

@@ -365,3 +365,81 @@ def test_dataset_name_with_a_translation_feature(tiny_models, tmp_path):
     run_example(run_args(tiny_models / "marian", output_dir, "marian", **files, **{"--dataset_name": folder}))
     results = read_json(output_dir / "all_results.json")
     assert results["train_samples"] == results["eval_samples"] == results["predict_samples"] == 10
+
+
+# Multilingual models that decode from </s> and must generate the target code first (forced BOS).
+FORCED_BOS_MODELS = {
+    "mbart50": (["--source_lang", "en_XX", "--target_lang", "ro_RO"], "ro_RO"),
+    "m2m100": (["--source_lang", "en", "--target_lang", "ro"], "__ro__"),
+    "nllb": (
+        ["--source_lang", "eng_Latn", "--target_lang", "ron_Latn", "--source_column", "en", "--target_column", "ro"],
+        "ron_Latn",
+    ),
+}
+
+
+@pytest.mark.parametrize("model", list(FORCED_BOS_MODELS))
+def test_target_code_is_the_forced_first_token(model, tiny_models, tmp_path):
+    from transformers import AutoTokenizer
+
+    language_flags, target_token = FORCED_BOS_MODELS[model]
+    output_dir = tmp_path / "out"
+    run_example(
+        [
+            SCRIPT,
+            "--model_name_or_path",
+            tiny_models / model,
+            *language_flags,
+            "--train_file",
+            WMT16,
+            "--test_file",
+            WMT16,
+            "--do_train",
+            "--do_predict",
+            "--predict_with_generate",
+            "--max_steps",
+            2,
+            "--max_source_length",
+            64,
+            "--generation_max_length",
+            16,
+            "--output_dir",
+            output_dir,
+        ]  # fmt: skip
+    )
+    target_id = AutoTokenizer.from_pretrained(tiny_models / model).convert_tokens_to_ids(target_token)
+    generation = read_json(output_dir / "generation_config.json")
+    assert generation["forced_bos_token_id"] == target_id
+    assert generation["decoder_start_token_id"] == 2  # </s>, as in the real checkpoints
+    assert len(read_lines(output_dir / "generated_predictions.txt")) == 10
+
+
+@pytest.mark.parametrize(
+    ("model", "flags", "expected"),
+    [
+        ("m2m100", ["--source_lang", "en", "--target_lang", "ro_RO"], "did you mean ro?"),
+        ("nllb", ["--source_lang", "eng_Latn", "--target_lang", "ro", "--source_column", "en"], "ron_Latn"),
+        ("mbart50", ["--source_lang", "en_XX", "--target_lang", "ro_RO", "--forced_bos_token", "xx"], "--forced_bos"),
+    ],
+)
+def test_unknown_multilingual_codes_name_the_valid_ones(model, flags, expected, tiny_models, tmp_path):
+    result = run_example(
+        [
+            SCRIPT,
+            "--model_name_or_path",
+            tiny_models / model,
+            *flags,
+            "--train_file",
+            WMT16,
+            "--do_train",
+            "--max_source_length",
+            64,
+            "--output_dir",
+            tmp_path / "out",
+        ],  # fmt: skip
+        expect_success=False,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and "is not a language code of this tokenizer" in last_line
+    assert expected in last_line, last_line
