@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -443,3 +444,65 @@ def test_unknown_multilingual_codes_name_the_valid_ones(model, flags, expected, 
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: ") and "is not a language code of this tokenizer" in last_line
     assert expected in last_line, last_line
+
+
+@pytest.mark.parametrize(
+    ("target_lang", "extra", "tokenizer", "warning"),
+    [
+        ("zh", [], "zh", None),  # sacrebleu's tokenizer for Chinese
+        ("ja", [], "13a", "install sacrebleu[ja] for ja-mecab"),  # MeCab is not installed here
+        ("ro", ["--bleu_tokenize", "intl"], "intl", None),  # the flag overrides the choice
+    ],
+)
+def test_bleu_tokenizer_follows_the_target_language(target_lang, extra, tokenizer, warning, tiny_models, tmp_path):
+    rows = [
+        {"translation": {"en": row["translation"]["en"], target_lang: row["translation"]["ro"]}}
+        for row in read_jsonl(WMT16)
+    ]
+    data = tmp_path / "test.jsonl"
+    write_lines(data, [json.dumps(row, ensure_ascii=False) for row in rows])
+    output_dir = tmp_path / "out"
+    result = run_example(
+        [
+            SCRIPT,
+            "--model_name_or_path",
+            tiny_models / "marian",
+            "--source_lang",
+            "en",
+            "--target_lang",
+            target_lang,
+            "--test_file",
+            data,
+            "--do_predict",
+            "--predict_with_generate",
+            "--generation_max_length",
+            16,
+            "--output_dir",
+            output_dir,
+            *extra,
+        ]  # fmt: skip
+    )
+    saved = read_json(output_dir / "predict_results.json")
+    assert f"|tok:{tokenizer}|" in saved["predict_bleu_signature"]
+    if warning:
+        assert warning in result.stdout + result.stderr
+    references = tmp_path / "references.txt"
+    write_lines(references, [row["translation"][target_lang] for row in rows])
+    cli = sacrebleu_cli(output_dir / "generated_predictions.txt", [references], tokenize=tokenizer)
+    assert {"bleu": saved["predict_bleu"], "chrf": saved["predict_chrf"]} == cli
+
+
+@pytest.mark.slow
+def test_two_processes_with_torchrun_score_every_example_once(tiny_models, tmp_path):
+    torchrun = [Path(sys.executable).parent / "torchrun", "--nproc_per_node", 2]
+    args = run_args(tiny_models / "marian", None, "marian", **{"--max_steps": 6, "--output_dir": None})
+    one = run_example([*args, "--output_dir", tmp_path / "one"])
+    two = run_example([*args, "--use_cpu", "--output_dir", tmp_path / "two"], launcher=torchrun)
+    assert (two.stdout + two.stderr).count("world size: 2") == 2 and "world size: 1" in one.stdout + one.stderr
+    results = read_json(tmp_path / "two" / "all_results.json")
+    assert results["eval_samples"] == results["predict_samples"] == 10  # batches of 4 on 2 ranks: uneven
+    assert len(read_lines(tmp_path / "two" / "generated_predictions.txt")) == 10
+    references = tmp_path / "references.ro"
+    write_lines(references, [row["translation"]["ro"] for row in read_jsonl(WMT16)])
+    cli = sacrebleu_cli(tmp_path / "two" / "generated_predictions.txt", [references])
+    assert {"bleu": results["predict_bleu"], "chrf": results["predict_chrf"]} == cli
