@@ -867,14 +867,17 @@ def compute_translation_metrics(
 
 
 # Copied from examples.pytorch.summarization.run_summarization.decode_predictions
-def decode_predictions(tokenizer, token_ids, num_examples: int) -> tuple[list[str], float]:
+def decode_predictions(
+    tokenizer, token_ids, num_examples: int, max_length: int | None = None
+) -> tuple[list[str], float]:
     """Decode generated ids into one-line texts; return them with the mean count of non-pad tokens (gen_len).
 
     Under multi-process evaluation the gathered ids end with copies of the first examples (the padding of
     the last, uneven batch; transformers 5.23 does not drop them): only the first `num_examples` rows, which
     are in input order, are kept. Batches are padded with -100 when gathered; those become pad ids first
     (decoding a negative id overflows). A newline inside a prediction becomes a space, so the predictions
-    file keeps one line per example.
+    file keeps one line per example. Predictions that run up to `max_length` (the generation limit) were
+    probably cut, which silently lowers scores: their count is logged as a warning.
     """
     if isinstance(token_ids, tuple):
         token_ids = token_ids[0]
@@ -883,14 +886,25 @@ def decode_predictions(tokenizer, token_ids, num_examples: int) -> tuple[list[st
     texts = tokenizer.batch_decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)
     predictions = [" ".join(text.split("\n")).strip() for text in texts]
     gen_len = float(np.mean(np.count_nonzero(token_ids != tokenizer.pad_token_id, axis=1))) if len(texts) else 0.0
+    if max_length is not None and len(texts):
+        # A sequence's used length is the position after its last non-pad token (the start token included).
+        used = np.where(token_ids != tokenizer.pad_token_id, np.arange(1, token_ids.shape[1] + 1), 0).max(axis=1)
+        cut = int(np.sum(used >= max_length))
+        if cut:
+            logger.warning(
+                f"{cut} of {len(texts)} predictions reached the length limit of {max_length} tokens and may be cut; "
+                "raise --generation_max_length (default: --val_max_target_length) if they should be longer"
+            )
     return predictions, round(gen_len, 4)
 
 
-def make_compute_metrics(tokenizer, references: list[str | list[str]], bleu_tokenize: str, romanian: bool):
+def make_compute_metrics(
+    tokenizer, references: list[str | list[str]], bleu_tokenize: str, romanian: bool, max_length: int
+):
     """`compute_metrics` for the Trainer: BLEU and chrF of the generated texts against the references."""
 
     def compute_metrics(eval_preds) -> dict:
-        predictions, gen_len = decode_predictions(tokenizer, eval_preds.predictions, len(references))
+        predictions, gen_len = decode_predictions(tokenizer, eval_preds.predictions, len(references), max_length)
         return {**compute_translation_metrics(predictions, references, bleu_tokenize, romanian), "gen_len": gen_len}
 
     return compute_metrics
@@ -1054,7 +1068,9 @@ def main() -> None:
         processing_class=tokenizer,
         data_collator=data_collator,
         compute_metrics=(
-            make_compute_metrics(tokenizer, eval_references, bleu_tokenize, romanian)
+            make_compute_metrics(
+                tokenizer, eval_references, bleu_tokenize, romanian, training_args.generation_max_length
+            )
             if training_args.predict_with_generate and eval_dataset
             else None
         ),
@@ -1087,7 +1103,9 @@ def main() -> None:
         metrics = predict_results.metrics
         metrics["predict_samples"] = len(predict_dataset)
         if training_args.predict_with_generate:
-            predictions, gen_len = decode_predictions(tokenizer, predict_results.predictions, len(predict_dataset))
+            predictions, gen_len = decode_predictions(
+                tokenizer, predict_results.predictions, len(predict_dataset), training_args.generation_max_length
+            )
             if predict_references is not None:
                 scores = compute_translation_metrics(predictions, predict_references, bleu_tokenize, romanian)
                 metrics.update({f"predict_{key}": value for key, value in scores.items()})

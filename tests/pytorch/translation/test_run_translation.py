@@ -506,3 +506,29 @@ def test_two_processes_with_torchrun_score_every_example_once(tiny_models, tmp_p
     write_lines(references, [row["translation"]["ro"] for row in read_jsonl(WMT16)])
     cli = sacrebleu_cli(tmp_path / "two" / "generated_predictions.txt", [references])
     assert {"bleu": results["predict_bleu"], "chrf": results["predict_chrf"]} == cli
+
+
+def test_predictions_cut_by_the_length_limit_are_reported(tiny_models, tmp_path):
+    # An untrained model rarely ends early: with a limit of 8 tokens, its predictions run into the limit.
+    result = run_example(
+        [
+            SCRIPT,
+            "--model_name_or_path",
+            tiny_models / "marian",
+            "--source_lang",
+            "en",
+            "--target_lang",
+            "ro",
+            "--test_file",
+            WMT16,
+            "--do_predict",
+            "--predict_with_generate",
+            "--generation_max_length",
+            8,
+            "--output_dir",
+            tmp_path / "out",
+        ]  # fmt: skip
+    )
+    log = result.stdout + result.stderr
+    assert "predictions reached the length limit of 8 tokens and may be cut" in log
+    assert "raise --generation_max_length" in log
