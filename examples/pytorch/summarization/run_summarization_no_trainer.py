@@ -764,14 +764,17 @@ def compute_rouge(predictions: list[str], references: list[str | list[str]]) -> 
 
 
 # Copied from examples.pytorch.summarization.run_summarization.decode_predictions
-def decode_predictions(tokenizer, token_ids, num_examples: int) -> tuple[list[str], float]:
+def decode_predictions(
+    tokenizer, token_ids, num_examples: int, max_length: int | None = None
+) -> tuple[list[str], float]:
     """Decode generated ids into one-line texts; return them with the mean count of non-pad tokens (gen_len).
 
     Under multi-process evaluation the gathered ids end with copies of the first examples (the padding of
     the last, uneven batch; transformers 5.23 does not drop them): only the first `num_examples` rows, which
     are in input order, are kept. Batches are padded with -100 when gathered; those become pad ids first
     (decoding a negative id overflows). A newline inside a prediction becomes a space, so the predictions
-    file keeps one line per example.
+    file keeps one line per example. Predictions that run up to `max_length` (the generation limit) were
+    probably cut, which silently lowers scores: their count is logged as a warning.
     """
     if isinstance(token_ids, tuple):
         token_ids = token_ids[0]
@@ -780,6 +783,15 @@ def decode_predictions(tokenizer, token_ids, num_examples: int) -> tuple[list[st
     texts = tokenizer.batch_decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)
     predictions = [" ".join(text.split("\n")).strip() for text in texts]
     gen_len = float(np.mean(np.count_nonzero(token_ids != tokenizer.pad_token_id, axis=1))) if len(texts) else 0.0
+    if max_length is not None and len(texts):
+        # A sequence's used length is the position after its last non-pad token (the start token included).
+        used = np.where(token_ids != tokenizer.pad_token_id, np.arange(1, token_ids.shape[1] + 1), 0).max(axis=1)
+        cut = int(np.sum(used >= max_length))
+        if cut:
+            logger.warning(
+                f"{cut} of {len(texts)} predictions reached the length limit of {max_length} tokens and may be cut; "
+                "raise --generation_max_length (default: --val_max_target_length) if they should be longer"
+            )
     return predictions, round(gen_len, 4)
 
 
