@@ -1,0 +1,286 @@
+#!/usr/bin/env python
+"""Generate one prediction per line of a `.source` file and, given references, score it (ROUGE or BLEU).
+
+    python examples/legacy/seq2seq/run_eval.py .cache/tiny-models/t5 data/test.source out/test.hypo \
+        --reference_path data/test.target --score_path out/metrics.json --task summarization \
+        --prefix "summarize: " --bs 8 --num_beams 2 --length_penalty=2.0
+
+Beyond upstream: inputs are generated longest first (outputs stay in input order; `--no_sort` turns it
+off), every finished batch is appended to `SAVE_PATH.partial.jsonl`, so a killed run started again with the
+same command resumes without regenerating finished lines, and SAVE_PATH is written atomically at the end.
+The scores add throughput keys. Any other `--key value` / `--key=value` (int, float, true/false) is passed to
+`model.generate`. Single process; run one per GPU for data parallelism.
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+from utils import (
+    calculate_bleu,
+    calculate_rouge,
+    chunks,
+    line_offsets,
+    parse_numeric_n_bool_cl_kwargs,
+    romanian_postprocess,
+    save_json,
+    use_task_specific_params,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class UsageError(ValueError):
+    """A user mistake: printed as one `error: ...` line, exit code 2."""
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model_name", help="model folder or Hub id, e.g. .cache/tiny-models/t5")
+    parser.add_argument("input_path", help="one input per line, e.g. cnn_dm/test.source")
+    parser.add_argument("save_path", help="where the predictions go, one per input line")
+    parser.add_argument("--reference_path", help="one reference per input line; without it nothing is scored")
+    parser.add_argument("--score_path", default="metrics.json", help="where the scores JSON goes")
+    parser.add_argument(
+        "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda if available, else cpu"
+    )
+    parser.add_argument(
+        "--prefix", default=None, help="prepended to each input; default: the model config's prefix, else ''"
+    )
+    parser.add_argument(
+        "--task",
+        default="summarization",
+        help="summarization* (ROUGE) or translation* (BLEU); also picks task_specific_params",
+    )
+    parser.add_argument("--bs", type=int, default=8, help="batch size")
+    parser.add_argument("--n_obs", type=int, default=-1, help="use only the first N inputs (-1: all)")
+    parser.add_argument("--fp16", action="store_true", help="half precision (GPU only)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 weights")
+    parser.add_argument("--num_beams", type=int, default=None, help="beam size; default: the generation config's")
+    parser.add_argument(
+        "--max_length", type=int, default=None, help="max generated length; default: the generation config's"
+    )
+    parser.add_argument("--src_lang", default=None, help="source language code (mBART-style tokenizers)")
+    parser.add_argument(
+        "--tgt_lang",
+        default=None,
+        help="target language code; forced as first generated token when the tokenizer knows it",
+    )
+    parser.add_argument(
+        "--romanian_postprocessing",
+        action="store_true",
+        help="score with WMT16 Romanian diacritics removed from both sides",
+    )
+    parser.add_argument(
+        "--no_sort", action="store_true", help="generate in input order instead of longest first (for comparisons)"
+    )
+    parser.add_argument(
+        "--dump-args",
+        "--dump_args",
+        dest="dump_args",
+        action="store_true",
+        help="add the generate kwargs to the scores",
+    )
+    parser.add_argument(
+        "--info",
+        nargs="?",
+        const=str(datetime.datetime.now()),
+        default=None,
+        help="free text stored in the scores; bare: now",
+    )
+    args, rest = parser.parse_known_args(argv)
+    try:
+        generate_kwargs = parse_numeric_n_bool_cl_kwargs(rest)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    for name in ("num_beams", "max_length"):
+        if getattr(args, name) is not None:
+            generate_kwargs[name] = getattr(args, name)
+    return args, generate_kwargs
+
+
+def count_lines(path: str) -> int:
+    return len(line_offsets(path)) - 1
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    """Check paths and flag combinations before any model is loaded."""
+    if not os.path.isfile(args.input_path):
+        raise UsageError(f"input file {args.input_path} does not exist; pass a .source file with one input per line")
+    if not (args.task.startswith("summarization") or args.task.startswith("translation")):
+        raise UsageError(
+            f"--task {args.task!r} is unknown; use summarization or translation (e.g. translation_en_to_ro)"
+        )
+    if args.fp16 and args.bf16:
+        raise UsageError("--fp16 and --bf16 are exclusive; pass one")
+    if args.fp16 and args.device == "cpu":
+        raise UsageError("--fp16 needs a GPU; drop it or pass --device cuda")
+    if args.bs < 1:
+        raise UsageError(f"--bs {args.bs} must be >= 1")
+    if args.reference_path is not None:
+        if not os.path.isfile(args.reference_path):
+            raise UsageError(f"reference file {args.reference_path} does not exist; fix --reference_path")
+        n_in, n_ref = count_lines(args.input_path), count_lines(args.reference_path)
+        if n_in != n_ref:
+            raise UsageError(
+                f"{args.reference_path} has {n_ref} lines but {args.input_path} has {n_in}; they must align"
+            )
+
+
+def read_lines(path: str, n_obs: int) -> list[str]:
+    with open(path, encoding="utf-8") as handle:
+        lines = [line.rstrip() for line in handle]
+    return lines[:n_obs] if n_obs > 0 else lines
+
+
+def load_partial(partial_path: Path, run_key: dict) -> dict[int, str]:
+    """Predictions already written by an earlier run with the same settings, by input index.
+
+    The first line of the partial file records the settings; a file from other settings is discarded.
+    A torn last line (the process was killed mid-write) is ignored, and the file is rewritten clean.
+    """
+    done: dict[int, str] = {}
+    if partial_path.exists():
+        with open(partial_path, encoding="utf-8") as handle:
+            records = []
+            for line in handle:
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    break
+        if records and records[0].get("run") == run_key:
+            done = {r["index"]: r["text"] for r in records[1:]}
+        elif records:
+            logger.warning(f"{partial_path} comes from a run with other settings; starting over")
+    with open(partial_path, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps({"run": run_key}) + "\n")
+        handle.writelines(json.dumps({"index": i, "text": t}) + "\n" for i, t in sorted(done.items()))
+    return done
+
+
+def generate_missing(model, tokenizer, lines, order, done, partial_path, args, generate_kwargs) -> tuple[int, int]:
+    """Generate the inputs of `order` not in `done`, batch by batch, appending each batch to the partial
+    file (one write + flush, so a kill loses at most the batch in flight). Returns (samples, generated tokens)."""
+    todo = [i for i in order if i not in done]
+    n_tokens = 0
+    with open(partial_path, "a", encoding="utf-8") as partial:
+        for batch_ids in chunks(todo, args.bs):
+            batch = tokenizer(
+                [args.prefix + lines[i] for i in batch_ids], return_tensors="pt", truncation=True, padding="longest"
+            ).to(args.device)
+            with torch.no_grad():
+                output = model.generate(**batch, **generate_kwargs)
+            sequences = output[:, 1:] if model.config.is_encoder_decoder else output
+            n_tokens += int((sequences != tokenizer.pad_token_id).sum())
+            texts = tokenizer.batch_decode(output, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            records = []
+            for i, text in zip(batch_ids, texts, strict=True):
+                done[i] = " ".join(text.split("\n")).strip()  # one prediction per line
+                records.append(json.dumps({"index": i, "text": done[i]}) + "\n")
+            partial.write("".join(records))
+            partial.flush()
+    return len(todo), n_tokens
+
+
+def score(args: argparse.Namespace, predictions: list[str]) -> dict:
+    references = read_lines(args.reference_path, args.n_obs)[: len(predictions)]
+    if args.romanian_postprocessing:
+        predictions, references = (
+            [romanian_postprocess(x) for x in predictions],
+            [romanian_postprocess(x) for x in references],
+        )
+    if args.task.startswith("translation"):
+        return calculate_bleu(predictions, references)
+    return calculate_rouge(predictions, references)
+
+
+def main(argv: list[str]) -> dict:
+    # parse and validate
+    args, generate_kwargs = parse_args(argv)
+    validate_args(args)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    lines = read_lines(args.input_path, args.n_obs)
+
+    # load model and tokenizer
+    dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else None
+    model = AutoModelForSeq2SeqLM.from_pretrained(args.model_name, dtype=dtype).to(args.device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(args.model_name)
+    if args.src_lang:
+        tokenizer.src_lang = args.src_lang
+    if args.tgt_lang and args.tgt_lang in tokenizer.get_vocab() and "forced_bos_token_id" not in generate_kwargs:
+        generate_kwargs["forced_bos_token_id"] = tokenizer.convert_tokens_to_ids(args.tgt_lang)
+    use_task_specific_params(model, args.task)
+    if args.prefix is None:
+        args.prefix = getattr(model.config, "prefix", None) or ""
+    logger.info(
+        f"{len(lines)} inputs, device {args.device}, dtype {model.dtype}, bs {args.bs}, generate kwargs {generate_kwargs}"
+    )
+
+    # resume from the partial file, then generate the rest, longest input first
+    save_path = Path(args.save_path)
+    save_path.parent.mkdir(parents=True, exist_ok=True)
+    partial_path = save_path.with_name(save_path.name + ".partial.jsonl")
+    run_key = {
+        k: str(v)
+        for k, v in {
+            "model": args.model_name,
+            "input": os.path.abspath(args.input_path),
+            "n_obs": len(lines),
+            "prefix": args.prefix,
+            "generate": sorted(generate_kwargs.items()),
+            "dtype": dtype,
+        }.items()
+    }
+    done = load_partial(partial_path, run_key)
+    order = list(range(len(lines))) if args.no_sort else sorted(range(len(lines)), key=lambda i: -len(lines[i]))
+    start = time.time()
+    n_generated, n_tokens = generate_missing(model, tokenizer, lines, order, done, partial_path, args, generate_kwargs)
+    runtime = time.time() - start
+    logger.info(f"generated {n_generated} predictions, {len(done) - n_generated} resumed from {partial_path}")
+
+    # write the predictions atomically, in input order, then drop the partial file
+    predictions = [done[i] for i in range(len(lines))]
+    tmp_path = save_path.with_name(save_path.name + ".tmp")
+    with open(tmp_path, "w", encoding="utf-8") as handle:
+        handle.writelines(p + "\n" for p in predictions)
+    os.replace(tmp_path, save_path)
+    partial_path.unlink()
+
+    # score
+    if args.reference_path is None:
+        if os.path.exists(args.score_path):
+            logger.warning(f"no --reference_path: {args.score_path} is left as it is")
+        return {}
+    scores = score(args, predictions)
+    scores.update(
+        n_obs=len(lines),
+        n_generated=n_generated,
+        n_resumed=len(lines) - n_generated,
+        runtime=int(runtime),
+        seconds_per_sample=round(runtime / max(n_generated, 1), 4),
+        samples_per_second=round(n_generated / runtime, 4) if runtime else 0.0,
+        generated_tokens_per_second=round(n_tokens / runtime, 4) if runtime else 0.0,
+    )
+    if args.dump_args:
+        scores.update(generate_kwargs)
+    if args.info:
+        scores["info"] = args.info
+    print(json.dumps(scores))
+    save_json(scores, args.score_path)
+    return scores
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,465 @@
+"""Shared code of the legacy `.source` / `.target` seq2seq toolkit: dataset, collator, samplers, metrics.
+
+The scripts next to this file (`run_eval.py`, ...) import it; it is a small library, not a script.
+A data folder holds `{train,val,test}.{source,target}`, one example per line, aligned by line number.
+"""
+
+import json
+import os
+import socket
+import subprocess
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset, Sampler
+
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
+# ----------------------------------------------------------------------------- lazy line files
+def line_offsets(path: str | os.PathLike) -> array:
+    """Byte offset of the start of every line of `path`, plus the file size as a final sentinel.
+
+    One streaming pass; memory is 8 bytes per line, never the text. A last line without a final newline
+    still counts as a line (upstream's `n_obs=-1` slicing dropped it).
+    """
+    offsets = array("q", [0])
+    with open(path, "rb") as handle:
+        for line in handle:
+            offsets.append(offsets[-1] + len(line))
+    return offsets
+
+
+def read_line(path: str | os.PathLike, offsets: array, index: int) -> str:
+    """Line `index` of `path` (without its newline), read by seeking to its byte offset."""
+    with open(path, "rb") as handle:
+        handle.seek(offsets[index])
+        raw = handle.read(offsets[index + 1] - offsets[index])
+    return raw.decode("utf-8").rstrip("\r\n")
+
+
+class Seq2SeqDataset(Dataset):
+    """Lazy aligned `{type_path}.source` / `{type_path}.target` pairs; items are raw text.
+
+    Only line offsets are kept in memory; each item seeks and reads its two lines. `src_lens` are the
+    byte lengths of the source lines (a cheap stand-in for token lengths, used only to sort by length).
+    `n_obs=None` or `-1` (or any value <= 0) keeps every line. `src_lang` / `tgt_lang` are stored for
+    the collator (mBART-style tokenizers).
+
+    Raises:
+        FileNotFoundError: a `.source` / `.target` file is missing.
+        ValueError: the two files have different line counts.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        data_dir: str | os.PathLike,
+        max_source_length: int,
+        max_target_length: int,
+        type_path: str = "train",
+        n_obs: int | None = None,
+        prefix: str = "",
+        src_lang: str | None = None,
+        tgt_lang: str | None = None,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.src_file = os.path.join(data_dir, f"{type_path}.source")
+        self.tgt_file = os.path.join(data_dir, f"{type_path}.target")
+        self.max_source_length, self.max_target_length = max_source_length, max_target_length
+        self.prefix, self.src_lang, self.tgt_lang = prefix or "", src_lang, tgt_lang
+        self.src_offsets = line_offsets(self.src_file)
+        self.tgt_offsets = line_offsets(self.tgt_file)
+        with open(self.src_file, "rb") as handle:
+            handle.seek(max(self.src_offsets[-1] - 1, 0))
+            self._src_ends_with_newline = handle.read(1) == b"\n"
+        n_src, n_tgt = len(self.src_offsets) - 1, len(self.tgt_offsets) - 1
+        if n_src != n_tgt:
+            raise ValueError(f"{self.src_file} has {n_src} lines but {self.tgt_file} has {n_tgt}; they must align")
+        self.length = n_src if n_obs is None or n_obs <= 0 else min(n_obs, n_src)
+
+    def __len__(self) -> int:
+        return self.length
+
+    @property
+    def src_lens(self) -> list[int]:
+        """Byte length of each kept source line (newline excluded), computed from the offsets alone."""
+        offsets = self.src_offsets
+        lens = [offsets[i + 1] - offsets[i] - 1 for i in range(self.length)]
+        if self.length == len(offsets) - 1 and not self._src_ends_with_newline:
+            lens[-1] += 1  # the last line has no newline to discount
+        return lens
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        source = read_line(self.src_file, self.src_offsets, index)
+        target = read_line(self.tgt_file, self.tgt_offsets, index)
+        if not source or not target:
+            raise ValueError(f"empty line {index + 1} in {self.src_file if not source else self.tgt_file}")
+        return {"src_texts": self.prefix + source, "tgt_texts": target, "id": index}
+
+
+class Seq2SeqDataCollator:
+    """Tokenizes a list of `Seq2SeqDataset` items into a padded batch; label padding becomes -100.
+
+    Transformers 5 has no `prepare_seq2seq_batch`: sources and targets go through one
+    `tokenizer(sources, text_target=targets, ...)` call. `decoder_input_ids` are not built here: the
+    models derive them from `labels`.
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        max_source_length: int = 1024,
+        max_target_length: int = 128,
+        src_lang: str | None = None,
+        tgt_lang: str | None = None,
+        label_pad_token_id: int = -100,
+    ) -> None:
+        if tokenizer.pad_token_id is None:
+            raise ValueError(f"{tokenizer.__class__.__name__} has no pad token; set tokenizer.pad_token first")
+        self.tokenizer, self.label_pad_token_id = tokenizer, label_pad_token_id
+        self.max_source_length, self.max_target_length = max_source_length, max_target_length
+        if src_lang is not None:
+            tokenizer.src_lang = src_lang
+        if tgt_lang is not None:
+            tokenizer.tgt_lang = tgt_lang
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        sources = [item["src_texts"] for item in batch]
+        targets = [item["tgt_texts"] for item in batch]
+        encoded = self.tokenizer(
+            sources, max_length=self.max_source_length, truncation=True, padding="longest", return_tensors="pt"
+        )
+        # Targets are tokenized in a second call so they get their own max_length.
+        labels = self.tokenizer(
+            text_target=targets,
+            max_length=self.max_target_length,
+            truncation=True,
+            padding="longest",
+            return_tensors="pt",
+        )["input_ids"]
+        labels[labels == self.tokenizer.pad_token_id] = self.label_pad_token_id
+        encoded["labels"] = labels
+        encoded["ids"] = [item["id"] for item in batch]
+        return encoded
+
+
+# ----------------------------------------------------------------------------- samplers
+def sortish_indices(lengths: Sequence[int], batch_size: int, shuffle: bool, rng: np.random.Generator) -> list[int]:
+    """Upstream (fastai) sortish order: random chunks of 50 * batch_size sorted by length (longest first),
+    cut into batches, the batch with the longest first item moved to the front, the rest shuffled.
+    Without shuffle: all indices sorted by length, longest first (stable)."""
+    lengths = np.asarray(lengths)
+    if not shuffle:
+        return np.argsort(-lengths, kind="stable").tolist()
+    order = rng.permutation(len(lengths))
+    mega = 50 * batch_size
+    order = (
+        np.concatenate(
+            [c[np.argsort(-lengths[c], kind="stable")] for c in np.split(order, range(mega, len(order), mega))]
+        )
+        if len(order)
+        else order
+    )
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if not batches:
+        return []
+    longest = int(np.argmax([lengths[b[0]] for b in batches]))
+    batches[0], batches[longest] = batches[longest], batches[0]
+    rest = [batches[i] for i in rng.permutation(len(batches) - 1) + 1]
+    return np.concatenate([batches[0], *rest]).tolist()
+
+
+class SortishSampler(Sampler):
+    """Batches of similar length, in random order. The order depends only on (seed, epoch): `set_epoch`
+    picks the epoch; without it each new iteration moves to the next epoch."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, shuffle: bool = True, seed: int = 0) -> None:
+        self.lengths, self.batch_size, self.shuffle, self.seed, self.epoch = (
+            list(lengths),
+            batch_size,
+            shuffle,
+            seed,
+            0,
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Iterator[int]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        return iter(sortish_indices(self.lengths, self.batch_size, self.shuffle, rng))
+
+
+class DistributedSortishSampler(SortishSampler):
+    """Sortish sampling for one of `num_replicas` ranks.
+
+    All ranks draw the same global permutation from (seed, epoch) and take every `num_replicas`-th index
+    from position `rank`, then sortish-order their share. With `add_extra_examples=True` (default, needed
+    so every rank runs the same number of steps) the permutation is padded with its own first
+    `(-n) % num_replicas` indices, so at most `num_replicas - 1` examples are seen twice per epoch and none is
+    dropped; with `add_extra_examples=False` the shares partition the data exactly but may differ by one.
+    Unlike upstream, the randomness really comes from the epoch-seeded generator, not the global numpy RNG.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        num_replicas: int,
+        rank: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        add_extra_examples: bool = True,
+    ) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in [0, {num_replicas})")
+        super().__init__(lengths, batch_size, shuffle, seed)
+        self.num_replicas, self.rank, self.add_extra_examples = num_replicas, rank, add_extra_examples
+
+    def rank_indices(self, epoch: int) -> list[int]:
+        """This rank's dataset indices for `epoch`, before the sortish ordering."""
+        n = len(self.lengths)
+        perm = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+        if self.add_extra_examples and n % self.num_replicas:
+            perm = np.concatenate([perm, perm[: self.num_replicas - n % self.num_replicas]])
+        return perm[self.rank :: self.num_replicas].tolist()
+
+    def __len__(self) -> int:
+        return len(self.rank_indices(self.epoch))
+
+    def __iter__(self) -> Iterator[int]:
+        indices = self.rank_indices(self.epoch)
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank])
+        self.epoch += 1
+        local = sortish_indices([self.lengths[i] for i in indices], self.batch_size, self.shuffle, rng)
+        return iter([indices[i] for i in local])
+
+
+def make_token_budget_batches(
+    lengths: Sequence[int], max_tokens_per_batch: int, shuffle: bool = True, seed: int = 0
+) -> list[list[int]]:
+    """Batches whose padded size (longest length * batch size) stays within `max_tokens_per_batch`.
+
+    Indices are sorted longest first and packed greedily, so each batch has similar lengths; an example
+    longer than the budget gets a batch of its own. With `shuffle`, batches are shuffled and the one with
+    the most padded tokens goes first so out-of-memory errors show on step one (as upstream, which needed
+    fairseq and also rounded batch sizes to multiples of 64; that rounding is not kept).
+    """
+    batches: list[list[int]] = []
+    for index in np.argsort(-np.asarray(lengths), kind="stable").tolist():
+        if batches and lengths[batches[-1][0]] * (len(batches[-1]) + 1) <= max_tokens_per_batch:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    if shuffle and batches:
+        batches = [batches[i] for i in np.random.default_rng(seed).permutation(len(batches))]
+        biggest = max(range(len(batches)), key=lambda b: lengths[batches[b][0]] * len(batches[b]))
+        batches[0], batches[biggest] = batches[biggest], batches[0]
+    return batches
+
+
+class TokenBudgetBatchSampler(Sampler):
+    """`batch_sampler` form of `make_token_budget_batches`; a new shuffle each epoch (seed + epoch)."""
+
+    def __init__(self, lengths: Sequence[int], max_tokens_per_batch: int, shuffle: bool = True, seed: int = 0) -> None:
+        self.lengths, self.max_tokens, self.shuffle, self.seed, self.epoch = (
+            list(lengths),
+            max_tokens_per_batch,
+            shuffle,
+            seed,
+            0,
+        )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(make_token_budget_batches(self.lengths, self.max_tokens, shuffle=False))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = make_token_budget_batches(self.lengths, self.max_tokens, self.shuffle, self.seed + self.epoch)
+        self.epoch += 1
+        return iter(batches)
+
+
+# ----------------------------------------------------------------------------- metrics
+def add_newline_to_end_of_each_sentence(text: str) -> str:
+    """One sentence per line, as rougeLsum expects. Existing newlines and Pegasus `<n>` markers are kept
+    as sentence breaks (upstream deleted `<n>`, gluing the sentences around it); each piece is then split
+    with nltk's `sent_tokenize` (needs the punkt_tab data, no download is attempted)."""
+    import nltk
+
+    pieces = text.replace("<n>", "\n").split("\n")
+    return "\n".join(sentence for piece in pieces if piece.strip() for sentence in nltk.sent_tokenize(piece))
+
+
+def calculate_rouge(
+    pred_lns: list[str],
+    tgt_lns: list[str],
+    use_stemmer: bool = True,
+    rouge_keys: Sequence[str] = ROUGE_KEYS,
+    return_precision_and_recall: bool = False,
+    bootstrap_aggregation: bool = True,
+    newline_sep: bool = True,
+    bootstrap_seed: int | None = 0,
+) -> dict:
+    """ROUGE of predictions against references with `rouge_score` (upstream legacy semantics).
+
+    Returns the bootstrap **mid** F-measure x 100 rounded to 4 places per key; with
+    `return_precision_and_recall`, `{key: {"precision", "recall", "fmeasure"}}` (mid, not x 100); with
+    `bootstrap_aggregation=False`, the per-example `Score` lists. The mid is the median of 1000 bootstrap
+    means, so it is random: `bootstrap_seed` seeds numpy's global RNG for the call (state restored after),
+    `None` leaves it unseeded. The Trainer scripts report a plain mean instead; the two differ slightly.
+
+    These are not ROUGE-1.5.5 numbers: See et al. (2017) report 39.53/17.28/36.38 (R1/R2/RL) for
+    pointer-gen+coverage with the perl script via pyrouge, which tokenises differently, uses its own Porter
+    stemmer, computes its "RL" like rougeLsum and uses jackknifing over references. rouge_score on the same
+    outputs gives a few points less (see tests/legacy/test_legacy_utils.py).
+    """
+    from rouge_score import rouge_scorer, scoring
+
+    if len(pred_lns) != len(tgt_lns):
+        raise ValueError(f"{len(pred_lns)} predictions but {len(tgt_lns)} references")
+    scorer = rouge_scorer.RougeScorer(list(rouge_keys), use_stemmer=use_stemmer)
+    aggregator = scoring.BootstrapAggregator()
+    for pred, tgt in zip(pred_lns, tgt_lns, strict=True):
+        if newline_sep:
+            pred, tgt = add_newline_to_end_of_each_sentence(pred), add_newline_to_end_of_each_sentence(tgt)
+        aggregator.add_scores(scorer.score(tgt, pred))  # score(target, prediction)
+    if not bootstrap_aggregation:
+        return dict(aggregator._scores)
+    state = np.random.get_state()
+    if bootstrap_seed is not None:
+        np.random.seed(bootstrap_seed)
+    try:
+        result = aggregator.aggregate()
+    finally:
+        np.random.set_state(state)
+    if return_precision_and_recall:
+        return {
+            k: {m: round(getattr(v.mid, m), 4) for m in ("precision", "recall", "fmeasure")} for k, v in result.items()
+        }
+    return {k: round(v.mid.fmeasure * 100, 4) for k, v in result.items()}
+
+
+def calculate_bleu(output_lns: list[str], refs_lns: list[str], **kwargs: Any) -> dict:
+    """Corpus BLEU with sacrebleu (one reference per line), as `{"bleu": score rounded to 4}`."""
+    from sacrebleu import corpus_bleu
+
+    return {"bleu": round(corpus_bleu(output_lns, [refs_lns], **kwargs).score, 4)}
+
+
+_RO_CEDILLA = str.maketrans({"ş": "ș", "Ş": "Ș", "ţ": "ț", "Ţ": "Ț"})
+_RO_DIACRITICS = str.maketrans(
+    {"ș": "s", "Ș": "S", "ț": "t", "Ț": "T", "ă": "a", "Ă": "A", "â": "a", "Â": "A", "î": "i", "Î": "I"}
+)
+
+
+def romanian_postprocess(text: str) -> str:
+    """WMT16 en-ro scoring convention (rsennrich/wmt16-scripts): cedilla ş/ţ become comma-below ș/ț
+    (normalise-romanian.py), then ș ț ă â î lose their diacritics (remove-diacritics.py)."""
+    return text.translate(_RO_CEDILLA).translate(_RO_DIACRITICS)
+
+
+# ----------------------------------------------------------------------------- helpers
+def use_task_specific_params(model: Any, task: str) -> dict:
+    """Apply `config.task_specific_params[task]` (if any): generation keys go to `model.generation_config`,
+    the rest (e.g. `prefix`) to `model.config`. Returns the applied dict."""
+    params = (getattr(model.config, "task_specific_params", None) or {}).get(task, {})
+    generation_config = getattr(model, "generation_config", None)
+    for key, value in params.items():
+        target = (
+            generation_config if generation_config is not None and hasattr(generation_config, key) else model.config
+        )
+        setattr(target, key, value)
+    return params
+
+
+def parse_numeric_n_bool_cl_kwargs(unparsed: list[str]) -> dict[str, int | float | bool]:
+    """`["--num_beams", "2", "--early_stopping=true"]` -> `{"num_beams": 2, "early_stopping": True}`.
+
+    Raises:
+        ValueError: a key without a value, or a value that is not an int, a float or true/false.
+    """
+    pairs: list[tuple[str, str]] = []
+    items = list(unparsed)
+    while items:
+        key = items.pop(0)
+        if not key.startswith("--"):
+            raise ValueError(f"unexpected argument {key!r}; generate kwargs look like --num_beams 2 or --num_beams=2")
+        if "=" in key:
+            pairs.append(tuple(key[2:].split("=", 1)))
+        elif items and not items[0].startswith("--"):
+            pairs.append((key[2:], items.pop(0)))
+        else:
+            raise ValueError(f"{key} has no value; write {key} VALUE")
+    result: dict[str, int | float | bool] = {}
+    for key, value in pairs:
+        key = key.replace("-", "_")
+        if value.lower() in ("true", "false"):
+            result[key] = value.lower() == "true"
+            continue
+        try:
+            result[key] = int(value)
+        except ValueError:
+            try:
+                result[key] = float(value)
+            except ValueError:
+                raise ValueError(f"--{key} {value!r}: generate kwargs must be int, float or true/false") from None
+    return result
+
+
+def lmap(f: Any, x: Iterable) -> list:
+    """list(map(f, x))"""
+    return list(map(f, x))
+
+
+def chunks(lst: Sequence, n: int) -> Iterator[Sequence]:
+    """Successive n-sized chunks of `lst`."""
+    for i in range(0, len(lst), n):
+        yield lst[i : i + n]
+
+
+def save_json(content: Any, path: str | os.PathLike, indent: int = 4, **json_dump_kwargs: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(content, f, indent=indent, sort_keys=True, **json_dump_kwargs)
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_txt_file(ordered_tgt: Iterable[str], path: str | os.PathLike) -> None:
+    """One string per line, each followed by a newline."""
+    with open(path, "w", encoding="utf-8") as f:
+        for line in ordered_tgt:
+            f.write(line + "\n")
+
+
+def get_git_info() -> dict[str, str | None]:
+    """Commit, branch and origin of the current git checkout (None where git cannot tell), plus the host."""
+
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(
+                ["git", *args], capture_output=True, text=True, check=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    return {
+        "repo_id": git("config", "--get", "remote.origin.url"),
+        "repo_sha": git("rev-parse", "HEAD"),
+        "repo_branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+        "hostname": socket.gethostname(),
+    }
