@@ -43,7 +43,7 @@ import nltk
 import numpy as np
 import torch
 import transformers
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from datasets import DatasetDict, load_dataset
@@ -920,6 +920,9 @@ def main() -> None:
         # shuffle order depends only on (seed, epoch): a resumed run sees the batches an uninterrupted one would.
         step_scheduler_with_optimizer=False,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        # DDP fails on trainable parameters that get no gradient, such as the fixed sinusoidal position tables of
+        # Pegasus and Marian (computed without grad); like the Trainer does for transformers models, let it look.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     setup_logging(accelerator)
     logger.warning(

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import nltk
@@ -11,14 +12,14 @@ from filelock import FileLock
 from rouge_score import rouge_scorer
 from safetensors.numpy import load_file
 
-from helpers import FIXTURES, REPO_ROOT, read_json, read_jsonl, read_lines, run_example
+from helpers import FIXTURES, read_json, read_jsonl, read_lines, run_example
 
 SCRIPT = "examples/pytorch/summarization/run_summarization_no_trainer.py"
 TRAINER_SCRIPT = "examples/pytorch/summarization/run_summarization.py"
 XSUM = FIXTURES / "summarization" / "xsum" / "sample.json"
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 TRACKING = "summarization_no_trainer"  # the tracker project name, as upstream
-ACCELERATE = REPO_ROOT / ".venv" / "bin" / "accelerate"
+ACCELERATE = Path(sys.executable).parent / "accelerate"  # the launcher installed next to this Python
 
 
 # Copied from tests.pytorch.summarization.test_run_summarization.reference_rouge
@@ -413,3 +414,17 @@ def test_refuses_an_output_dir_with_results_unless_overwrite(tiny_models, tmp_pa
     results = read_json(output_dir / "all_results.json")
     assert "eval_rouge1" not in results and results["step"] == 1  # nothing stale merged in
     assert not (output_dir / "step_3").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_train_a_model_with_fixed_position_tables(tiny_models, tmp_path):
+    """Pegasus' sinusoidal position table is a parameter that gets no gradient; plain DDP refuses to train it."""
+    launcher = [
+        ACCELERATE, "launch", "--multi_gpu", "--num_processes", 2, "--num_machines", 1, "--mixed_precision", "no",
+        "--dynamo_backend", "no",
+    ]  # fmt: skip
+    output_dir = tmp_path / "pegasus"
+    command = no_trainer_args(tiny_models / "pegasus", output_dir, **{"--max_train_steps": 4})
+    result = run_example(command, launcher=launcher, env={"ACCELERATE_USE_CPU": "true"})
+    assert (result.stdout + result.stderr).count("world size: 2") >= 2
+    assert read_json(output_dir / "all_results.json")["eval_samples"] == 10

@@ -17,7 +17,7 @@ from helpers import FIXTURES, REPO_ROOT, TEST_ENV, read_json, read_jsonl, read_l
 SCRIPT = "examples/pytorch/translation/run_translation_no_trainer.py"
 TRAINER_SCRIPT = "examples/pytorch/translation/run_translation.py"
 WMT16 = FIXTURES / "translation" / "wmt16_en_ro" / "sample.json"
-ACCELERATE = REPO_ROOT / ".venv" / "bin" / "accelerate"
+ACCELERATE = Path(sys.executable).parent / "accelerate"  # the launcher installed next to this Python
 METRIC_KEYS = ("bleu", "chrf", "bleu_signature", "chrf_signature", "gen_len", "samples")
 
 # Copied from tests.pytorch.translation.test_run_translation.SACREBLEU_CLI
