@@ -1,0 +1,173 @@
+"""The small legacy tools run as a user would: rouge_cli, run_eval_search, save_len_file, minify_dataset,
+convert_model_to_fp16 and pack_dataset (examples/legacy/seq2seq)."""
+
+import importlib.util
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
+
+from helpers import FIXTURES, REPO_ROOT, read_json, read_lines, run_example
+
+TOOLS = "examples/legacy/seq2seq"
+EN_RO = FIXTURES / "legacy" / "wmt_en_ro"
+CNNDM = FIXTURES / "legacy" / "cnndm_see2017"
+
+# Loaded under its own name: `import utils` would clash with the repo's utils/ and tests/utils/ folders.
+_spec = importlib.util.spec_from_file_location("legacy_seq2seq_utils_tools", REPO_ROOT / TOOLS / "utils.py")
+lu = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(lu)
+
+
+def write_lines(path, lines):
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------- rouge_cli.py
+def test_rouge_cli_equals_calculate_rouge_on_see_et_al_outputs(tmp_path):
+    def summaries(name):
+        with open(CNNDM / name, encoding="utf-8") as handle:
+            return [json.loads(line)["summary"].replace("\n", " ") for line in handle]
+
+    preds, refs = summaries("pred_pointer_gen_cov.jsonl")[:40], summaries("references.jsonl")
+    pred_path, ref_path = write_lines(tmp_path / "pred.txt", preds), write_lines(tmp_path / "ref.txt", refs)
+    result = run_example([f"{TOOLS}/rouge_cli.py", pred_path, ref_path, "--save_path", tmp_path / "rouge.json"])
+    # References are cut to the 40 predictions, as upstream.
+    expected = lu.calculate_rouge(preds, refs[:40])
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == expected == read_json(tmp_path / "rouge.json")
+    assert 20 < expected["rouge1"] < 50 and expected["rougeLsum"] > expected["rougeL"]
+
+    only = run_example([f"{TOOLS}/rouge_cli.py", pred_path, ref_path, "--rouge_keys", "rouge2", "--no_stemmer"])
+    assert json.loads(only.stdout) == lu.calculate_rouge(preds, refs[:40], rouge_keys=["rouge2"], use_stemmer=False)
+
+    short = write_lines(tmp_path / "short.txt", refs[:10])
+    bad = run_example([f"{TOOLS}/rouge_cli.py", pred_path, short], expect_success=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "must align" in bad.stderr
+
+
+# ----------------------------------------------------------------------------- run_eval_search.py
+def test_run_eval_search_grid_table_and_best(tiny_models, tmp_path):
+    source = write_lines(tmp_path / "test.source", read_lines(EN_RO / "test.source")[:5])
+    target = write_lines(tmp_path / "test.target", read_lines(EN_RO / "test.target")[:5])
+    marian = tiny_models / "marian"
+    # References = the model's own output with num_beams=2 max_length=12, so that setting must win (BLEU 100).
+    own = tmp_path / "own.txt"
+    run_example([f"{TOOLS}/run_eval.py", marian, source, own, "--num_beams", "2", "--max_length", "12"])
+    search = ["--search", "num_beams=1:2 max_length=8:12", "--task", "translation", "--bs", "2"]
+    result = run_example(
+        [f"{TOOLS}/run_eval_search.py", marian, source, tmp_path / "s", "--reference_path", own, *search]
+    )
+    out = result.stdout
+    header = next(line for line in out.splitlines() if line.startswith("| num_beams"))
+    assert " num_beams | max_length | bleu" in header and "Info" not in out
+    table = out[out.index(header) :].split("\n\n")[0].splitlines()[2:]
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table]
+    assert sorted((r[0], r[1]) for r in rows) == [("1", "12"), ("1", "8"), ("2", "12"), ("2", "8")]
+    bleus = [float(r[2]) for r in rows]
+    assert bleus == sorted(bleus, reverse=True) and rows[0][:2] == ["2", "12"] and bleus[0] == 100.0
+    assert "Best score args:" in out and "--num_beams=2 --max_length=12" in out.splitlines()[-1]
+    saved = read_json(tmp_path / "s" / "search_results.json")
+    assert [r["bleu"] for r in saved] == bleus
+    assert read_lines(tmp_path / "s" / "num_beams=2,max_length=12" / "generations.txt") == read_lines(own)
+
+    bad = run_example(
+        [
+            f"{TOOLS}/run_eval_search.py",
+            marian,
+            source,
+            tmp_path / "b",
+            "--reference_path",
+            target,
+            "--search",
+            "num_beams",
+        ],
+        expect_success=False,
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("error: --search entry")
+
+
+# ----------------------------------------------------------------------------- save_len_file.py
+def test_save_len_file_writes_token_lengths_as_json(tiny_models, tmp_path):
+    data = tmp_path / "data"
+    run_example([f"{TOOLS}/minify_dataset.py", EN_RO, "100", data])
+    run_example([f"{TOOLS}/save_len_file.py", tiny_models / "t5", data, "--max_source_length", "16"])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models / "t5")
+    for split in ("train", "val"):
+        lines = read_lines(EN_RO / f"{split}.source")
+        expected = [len(tokenizer(x, truncation=True, max_length=16)["input_ids"]) for x in lines]
+        assert json.loads((data / f"{split}.len").read_text()) == expected
+        assert max(expected) == 16 and len(expected) == len(lines)
+    run_example([f"{TOOLS}/save_len_file.py", tiny_models / "t5", data, "--consider_target"])
+    src_lens = [len(tokenizer(x)["input_ids"]) for x in read_lines(EN_RO / "val.source")]
+    tgt_lens = [len(tokenizer(x)["input_ids"]) for x in read_lines(EN_RO / "val.target")]
+    assert json.loads((data / "val.len").read_text()) == [max(s, t) for s, t in zip(src_lens, tgt_lens, strict=True)]
+
+
+# ----------------------------------------------------------------------------- minify_dataset.py
+def test_minify_dataset_keeps_first_n_lines(tmp_path):
+    run_example([f"{TOOLS}/minify_dataset.py", EN_RO, "3", tmp_path / "mini"])
+    names = sorted(p.name for p in (tmp_path / "mini").iterdir())
+    assert names == sorted(p.name for p in EN_RO.iterdir() if p.suffix in (".source", ".target"))
+    for name in names:
+        text = (tmp_path / "mini" / name).read_text(encoding="utf-8")
+        assert text.split("\n") == read_lines(EN_RO / name)[:3] and not text.endswith("\n")
+    bad = run_example([f"{TOOLS}/minify_dataset.py", tmp_path / "nothing", "3", tmp_path / "x"], expect_success=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+
+
+# ----------------------------------------------------------------------------- convert_model_to_fp16.py
+@pytest.mark.parametrize("suffix", [".safetensors", ".bin"])
+def test_convert_model_to_fp16(tiny_models, tmp_path, suffix):
+    original = load_file(tiny_models / "t5" / "model.safetensors")
+    src = tmp_path / "model.safetensors"
+    src.write_bytes((tiny_models / "t5" / "model.safetensors").read_bytes())
+    if suffix == ".bin":
+        src = tmp_path / "pytorch_model.bin"
+        torch.save(original, src)
+    out = tmp_path / f"half{suffix}"
+    run_example([f"{TOOLS}/convert_model_to_fp16.py", src, "--save_path", out])
+    halved = load_file(out) if suffix == ".safetensors" else torch.load(out, weights_only=True)
+    assert halved.keys() == original.keys()
+    for key, value in original.items():
+        assert halved[key].dtype == (torch.float16 if value.is_floating_point() else value.dtype)
+        torch.testing.assert_close(halved[key].float(), value.float(), rtol=1e-3, atol=1e-4)
+    assert out.stat().st_size < 0.6 * src.stat().st_size
+    # Without --save_path the source is overwritten, as upstream.
+    run_example([f"{TOOLS}/convert_model_to_fp16.py", src])
+    assert out.stat().st_size == pytest.approx(src.stat().st_size, rel=0.05)
+
+
+# ----------------------------------------------------------------------------- pack_dataset.py
+def test_pack_dataset_respects_budget_and_keeps_text(tiny_models, tmp_path):
+    budget = 400  # the shipped train pairs are 11-397 tokens: two pairs pack at 400
+    run_example(
+        [
+            f"{TOOLS}/pack_dataset.py",
+            "--tok_name",
+            tiny_models / "t5",
+            "--max_seq_len",
+            budget,
+            "--data_dir",
+            EN_RO,
+            "--save_path",
+            tmp_path / "packed",
+        ]
+    )
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models / "t5")
+    packed = tmp_path / "packed"
+    for side in ("source", "target"):
+        original = read_lines(EN_RO / f"train.{side}")
+        text = (packed / f"train.{side}").read_text(encoding="utf-8")
+        lines = text.split("\n")
+        assert not text.endswith("\n") and len(lines) == len(original) - 2
+        assert " ".join(lines) == " ".join(original)  # all text, in order
+        for line in lines:
+            n = len(tokenizer(line)["input_ids"])
+            # Only a single example longer than the budget may exceed it.
+            assert n <= budget or line in original, (n, line)
+    assert len(read_lines(packed / "train.source")) == len(read_lines(packed / "train.target"))
+    for name in ("val.source", "val.target", "test.source", "test.target"):
+        assert (packed / name).read_bytes() == (EN_RO / name).read_bytes()
