@@ -16,9 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-
-class UsageError(ValueError):
-    """A user mistake: printed as one `error: ...` line, exit code 2."""
+from utils import UsageError, run_cli
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -64,8 +62,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 
+# Its own UsageError rather than utils.run_cli: importing utils (torch) would make this plain file tool slow.
 class UsageError(ValueError):
     """A user mistake: printed as one `error: ...` line, exit code 2."""
 

@@ -13,14 +13,11 @@ upstream, packed files have no final newline.
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 
 from transformers import AutoTokenizer
 
-
-class UsageError(ValueError):
-    """A user mistake: printed as one `error: ...` line, exit code 2."""
+from utils import UsageError, run_cli
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -85,8 +82,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

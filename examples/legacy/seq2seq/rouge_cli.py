@@ -12,13 +12,8 @@ predictions (so a partial generation file can be scored). Fewer references than 
 import argparse
 import json
 import os
-import sys
 
-from utils import ROUGE_KEYS, calculate_rouge, save_json
-
-
-class UsageError(ValueError):
-    """A user mistake: printed as one `error: ...` line, exit code 2."""
+from utils import ROUGE_KEYS, UsageError, calculate_rouge, run_cli, save_json
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -76,8 +71,4 @@ def main(argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

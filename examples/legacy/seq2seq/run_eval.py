@@ -17,7 +17,6 @@ import datetime
 import json
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -25,21 +24,19 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from utils import (
+    UsageError,
     calculate_bleu,
     calculate_rouge,
     chunks,
     line_offsets,
     parse_numeric_n_bool_cl_kwargs,
     romanian_postprocess,
+    run_cli,
     save_json,
     use_task_specific_params,
 )
 
 logger = logging.getLogger(__name__)
-
-
-class UsageError(ValueError):
-    """A user mistake: printed as one `error: ...` line, exit code 2."""
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
@@ -279,8 +276,4 @@ def main(argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

@@ -17,13 +17,11 @@ import argparse
 import itertools
 import json
 import logging
-import sys
 from pathlib import Path
 
-from run_eval import UsageError
 from run_eval import main as run_eval_main
 
-from utils import ROUGE_KEYS, save_json
+from utils import ROUGE_KEYS, UsageError, run_cli, save_json
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -110,8 +108,4 @@ def main(argv: list[str]) -> list[dict]:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

@@ -16,11 +16,7 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from utils import chunks, save_json
-
-
-class UsageError(ValueError):
-    """A user mistake: printed as one `error: ...` line, exit code 2."""
+from utils import UsageError, chunks, run_cli, save_json
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -74,8 +70,4 @@ def main(argv: list[str]) -> dict[str, list[int]]:
 
 
 if __name__ == "__main__":
-    try:
-        main(sys.argv[1:])
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_cli(main)

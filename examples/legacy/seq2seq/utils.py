@@ -8,8 +8,9 @@ import json
 import os
 import socket
 import subprocess
+import sys
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,20 @@ ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 # ----------------------------------------------------------------------------- lazy line files
+class UsageError(ValueError):
+    """A user mistake: printed as one `error: ...` line, exit code 2."""
+
+
+def run_cli(main: Callable[[list[str]], object]) -> None:
+    """Entry point of the scripts here: run `main(sys.argv[1:])`; a UsageError becomes `error: <message>` on
+    stderr and exit code 2, anything else keeps its traceback (a bug for us to fix)."""
+    try:
+        main(sys.argv[1:])
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
 def line_offsets(path: str | os.PathLike) -> array:
     """Byte offset of the start of every line of `path`, plus the file size as a final sentinel.
 
