@@ -46,6 +46,19 @@ def run_example(
     return result
 
 
+def assert_usage_error(result: subprocess.CompletedProcess, expected_text: str, output_dir=None) -> str:
+    """A bad-input run: exit code 2, no traceback, the last stderr line carries `error: ` and `expected_text`,
+    and `output_dir` (when given) was not written to. Returns that last line."""
+    assert result.returncode == 2, f"exit code {result.returncode}\n{result.stderr[-2000:]}"
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    # Ours start with "error: "; argparse's start with the script name.
+    assert "error: " in last_line and expected_text in last_line, last_line
+    if output_dir is not None:
+        assert not os.path.exists(output_dir) or not os.listdir(output_dir), "the output dir was written to"
+    return last_line
+
+
 def read_json(path) -> dict:
     with open(path, encoding="utf-8") as handle:
         return json.load(handle)

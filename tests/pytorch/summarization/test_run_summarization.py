@@ -14,7 +14,17 @@ import nltk
 import pytest
 from rouge_score import rouge_scorer
 
-from helpers import FIXTURES, REPO_ROOT, TEST_ENV, read_json, read_jsonl, read_lines, run_example, train_losses
+from helpers import (
+    FIXTURES,
+    REPO_ROOT,
+    TEST_ENV,
+    assert_usage_error,
+    read_json,
+    read_jsonl,
+    read_lines,
+    run_example,
+    train_losses,
+)
 
 SCRIPT = "examples/pytorch/summarization/run_summarization.py"
 XSUM = FIXTURES / "summarization" / "xsum" / "sample.json"
@@ -315,15 +325,6 @@ def test_resume_after_an_interruption_matches_the_uninterrupted_run(tiny_models,
 
 # ---------------------------------------------------------------------------------------------------------
 # Bad input: one `error:` line naming the problem and the fix, exit code 2, no traceback, nothing written.
-
-
-def assert_usage_error(result, expected_text: str, output_dir) -> None:
-    assert result.returncode == 2, f"exit code {result.returncode}\n{result.stderr[-2000:]}"
-    assert "Traceback" not in result.stderr, result.stderr[-2000:]
-    last_line = result.stderr.strip().splitlines()[-1]
-    assert "error: " in last_line, last_line  # ours start with it; argparse's start with the script name
-    assert expected_text in last_line, last_line
-    assert not os.path.exists(output_dir) or not os.listdir(output_dir), "the output dir was written to"
 
 
 # name: (arguments that replace or extend a valid train+eval command, text the error line must contain).

@@ -12,7 +12,7 @@ from filelock import FileLock
 from rouge_score import rouge_scorer
 from safetensors.numpy import load_file
 
-from helpers import FIXTURES, read_json, read_jsonl, read_lines, run_example
+from helpers import FIXTURES, assert_usage_error, read_json, read_jsonl, read_lines, run_example
 
 SCRIPT = "examples/pytorch/summarization/run_summarization_no_trainer.py"
 TRAINER_SCRIPT = "examples/pytorch/summarization/run_summarization.py"
@@ -362,15 +362,6 @@ def test_boolean_values_parse_strictly_and_a_new_model_trains_from_scratch(tiny_
 
 # ---------------------------------------------------------------------------------------------------------
 # Bad input: one `error:` line naming the problem and the fix, exit code 2, no traceback, nothing written.
-
-
-def assert_usage_error(result, expected_text: str, output_dir) -> None:
-    assert result.returncode == 2, f"exit code {result.returncode}\n{result.stderr[-2000:]}"
-    assert "Traceback" not in result.stderr, result.stderr[-2000:]
-    last_line = result.stderr.strip().splitlines()[-1]
-    assert "error: " in last_line, last_line  # ours start with it; argparse's start with the script name
-    assert expected_text in last_line, last_line
-    assert not os.path.exists(output_dir) or not os.listdir(output_dir), "the output dir was written to"
 
 
 # name: (changes to a valid command, text the error line must contain, extra environment).
