@@ -7,31 +7,14 @@ import subprocess
 import sys
 import time
 
-import nltk
-import numpy as np
 import pytest
 import sacrebleu
-from rouge_score import rouge_scorer, scoring
 
-from helpers import FIXTURES, REPO_ROOT, TEST_ENV, read_json, read_lines, run_example
+from helpers import FIXTURES, REPO_ROOT, TEST_ENV, expected_legacy_rouge, read_json, read_lines, run_example
 
 SCRIPT = "examples/legacy/seq2seq/run_eval.py"
 EN_RO = FIXTURES / "legacy" / "wmt_en_ro"
 SOURCE, TARGET = EN_RO / "test.source", EN_RO / "test.target"
-
-
-def expected_rouge(preds: list[str], refs: list[str]) -> dict:
-    """rouge_score directly: stemmer, one sentence per line, bootstrap mid with numpy seed 0, x100, 4 places."""
-
-    def split(text: str) -> str:
-        return "\n".join(s for piece in text.split("\n") if piece.strip() for s in nltk.sent_tokenize(piece))
-
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL", "rougeLsum"], use_stemmer=True)
-    agg = scoring.BootstrapAggregator()
-    for p, r in zip(preds, refs, strict=True):
-        agg.add_scores(scorer.score(split(r), split(p)))
-    np.random.seed(0)
-    return {k: round(v.mid.fmeasure * 100, 4) for k, v in agg.aggregate().items()}
 
 
 def eval_args(model, save, scores, *extra, source=SOURCE, target=TARGET):
@@ -48,7 +31,7 @@ def test_t5_summarization_sorted_equals_unsorted_and_rouge_matches(tiny_models, 
     assert preds == read_lines(tmp_path / "plain.txt")
     assert not (tmp_path / "sorted.txt.partial.jsonl").exists()
     scores = read_json(tmp_path / "sorted.json")
-    assert {k: scores[k] for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")} == expected_rouge(preds, refs)
+    assert {k: scores[k] for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")} == expected_legacy_rouge(preds, refs)
     assert scores["n_obs"] == scores["n_generated"] == 20 and scores["n_resumed"] == 0
     assert scores["samples_per_second"] > 0 and scores["generated_tokens_per_second"] > 0
     assert scores["seconds_per_sample"] >= 0 and isinstance(scores["runtime"], int)

@@ -121,8 +121,10 @@ class Seq2SeqDataCollator:
     """Tokenizes a list of `Seq2SeqDataset` items into a padded batch; label padding becomes -100.
 
     Transformers 5 has no `prepare_seq2seq_batch`: sources and targets go through one
-    `tokenizer(sources, text_target=targets, ...)` call. `decoder_input_ids` are not built here: the
-    models derive them from `labels`.
+    `tokenizer(sources, text_target=targets, ...)` call. With `model`, `decoder_input_ids` are built from the
+    labels (`model.prepare_decoder_input_ids_from_labels`), which the Trainer needs when label smoothing takes
+    the labels away from the model; without it the model derives them itself. `return_ids=False` leaves out the
+    example ids (the Trainer passes every key to the model).
     """
 
     def __init__(
@@ -133,10 +135,13 @@ class Seq2SeqDataCollator:
         src_lang: str | None = None,
         tgt_lang: str | None = None,
         label_pad_token_id: int = -100,
+        model: Any = None,
+        return_ids: bool = True,
     ) -> None:
         if tokenizer.pad_token_id is None:
             raise ValueError(f"{tokenizer.__class__.__name__} has no pad token; set tokenizer.pad_token first")
         self.tokenizer, self.label_pad_token_id = tokenizer, label_pad_token_id
+        self.model, self.return_ids = model, return_ids
         self.max_source_length, self.max_target_length = max_source_length, max_target_length
         if src_lang is not None:
             tokenizer.src_lang = src_lang
@@ -159,7 +164,10 @@ class Seq2SeqDataCollator:
         )["input_ids"]
         labels[labels == self.tokenizer.pad_token_id] = self.label_pad_token_id
         encoded["labels"] = labels
-        encoded["ids"] = [item["id"] for item in batch]
+        if self.model is not None and hasattr(self.model, "prepare_decoder_input_ids_from_labels"):
+            encoded["decoder_input_ids"] = self.model.prepare_decoder_input_ids_from_labels(labels=labels)
+        if self.return_ids:
+            encoded["ids"] = [item["id"] for item in batch]
         return encoded
 
 

@@ -1,0 +1,367 @@
+#!/usr/bin/env python
+"""Fine-tune a seq2seq model on a folder of `{train,val,test}.{source,target}` files (the classic workflow).
+
+    python examples/legacy/seq2seq/finetune_trainer.py \\
+        --model_name_or_path .cache/tiny-models/marian --data_dir tests/fixtures/legacy/wmt_en_ro \\
+        --output_dir outputs/marian-enro --task translation --do_train --do_eval --do_predict \\
+        --predict_with_generate --sortish_sampler --num_train_epochs 3
+
+Writes to --output_dir: the model and tokenizer, `train/val/test/all_results.json`, `metrics.json` (every
+evaluation, appended), `test_generations.txt` (one prediction per test line), `test_results.txt`,
+`best_tfmr/` (the best evaluated model, `save_pretrained` format), `hparams.json`, `git_log.json` and
+`trainer_state.json`. A killed run started again with the same command resumes from its last checkpoint.
+"""
+
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import transformers
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, HfArgumentParser, set_seed
+
+from seq2seq_trainer import (
+    ClassicOutputsCallback,
+    LegacySeq2SeqTrainer,
+    LegacySeq2SeqTrainingArguments,
+    append_metrics,
+    apply_dropout_overrides,
+    check_data_dir,
+    check_output_dir,
+    count_parameters,
+    example_lengths,
+    freeze_embeds,
+    freeze_encoder,
+    remove_previous_run,
+    save_results,
+    set_up_language_codes,
+    write_results_txt,
+    write_run_info,
+)
+from utils import (
+    Seq2SeqDataCollator,
+    Seq2SeqDataset,
+    UsageError,
+    calculate_bleu,
+    calculate_rouge,
+    use_task_specific_params,
+    write_txt_file,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(metadata={"help": "Model folder (save_pretrained) or Hub id to fine-tune."})
+    config_name: str | None = field(default=None, metadata={"help": "Config folder or id, if not the model's."})
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer folder or id, if not the model's."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where Hub downloads are cached."})
+    freeze_encoder: bool = field(default=False, metadata={"help": "Train the decoder only."})
+    freeze_embeds: bool = field(default=False, metadata={"help": "Keep token and position embeddings fixed."})
+
+
+@dataclass
+class DataTrainingArguments:
+    data_dir: str = field(metadata={"help": "Folder with {train,val,test}.{source,target}, one example per line."})
+    task: str = field(
+        default="summarization",
+        metadata={
+            "help": (
+                "summarization[_<name>] (scored with ROUGE) or translation[_xx_to_yy] (BLEU); also selects "
+                "task_specific_params from the model config (e.g. T5's prefix)."
+            )
+        },
+    )
+    max_source_length: int = field(default=1024, metadata={"help": "Sources are truncated to this many tokens."})
+    max_target_length: int = field(default=128, metadata={"help": "Training targets are truncated to this."})
+    val_max_target_length: int = field(
+        default=142, metadata={"help": "Val target truncation, and the generation length limit for val."}
+    )
+    test_max_target_length: int = field(
+        default=142, metadata={"help": "Test target truncation, and the generation length limit for test."}
+    )
+    n_train: int = field(default=-1, metadata={"help": "Use the first N training lines; -1 = all."})
+    n_val: int = field(default=-1, metadata={"help": "Use the first N validation lines; -1 = all."})
+    n_test: int = field(default=-1, metadata={"help": "Use the first N test lines; -1 = all."})
+    src_lang: str | None = field(default=None, metadata={"help": "Source language code (mBART-style models)."})
+    tgt_lang: str | None = field(default=None, metadata={"help": "Target language code (mBART-style models)."})
+    eval_beams: int | None = field(
+        default=None, metadata={"help": "Beams for val/test generation; default: the model's num_beams."}
+    )
+    ignore_pad_token_for_loss: bool = field(
+        default=True, metadata={"help": "Padding in the labels adds nothing to the loss."}
+    )
+    prefix: str | None = field(
+        default=None, metadata={"help": "Prepended to every source; default: the model config's prefix (T5)."}
+    )
+
+
+def parse_args() -> tuple[ModelArguments, DataTrainingArguments, LegacySeq2SeqTrainingArguments]:
+    """Parse the command line (or one .json file of arguments). Raises UsageError."""
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, LegacySeq2SeqTrainingArguments))
+    try:
+        if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+            return parser.parse_json_file(json_file=os.path.abspath(sys.argv[1]))
+        return parser.parse_args_into_dataclasses()
+    except ValueError as error:
+        raise UsageError(str(error).strip().splitlines()[0]) from error
+
+
+def validate_args(
+    model_args: ModelArguments, data_args: DataTrainingArguments, training_args: LegacySeq2SeqTrainingArguments
+) -> str | None:
+    """Check flags and data files before anything is loaded; return a checkpoint to resume from, or None."""
+    if not data_args.task.startswith(("summarization", "translation")):
+        raise UsageError(f"--task {data_args.task}: use summarization[_<name>] or translation[_xx_to_yy]")
+    for name in ("max_source_length", "max_target_length", "val_max_target_length", "test_max_target_length"):
+        if getattr(data_args, name) < 1:
+            raise UsageError(f"--{name} must be a positive number of tokens, got {getattr(data_args, name)}")
+    for name in ("n_train", "n_val", "n_test"):
+        if getattr(data_args, name) == 0 or getattr(data_args, name) < -1:
+            raise UsageError(f"--{name} {getattr(data_args, name)}: give a number of lines, or -1 for all")
+    if data_args.eval_beams is not None and data_args.eval_beams < 1:
+        raise UsageError(f"--eval_beams must be at least 1, got {data_args.eval_beams}")
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size == 1:
+        raise UsageError(
+            f"launched as {launched} processes, but they are not connected; without GPUs pass --use_cpu "
+            "(or set ACCELERATE_USE_CPU=true)"
+        )
+    splits = [
+        split
+        for split, wanted in (
+            ("train", training_args.do_train),
+            ("val", training_args.do_eval or training_args.eval_strategy != "no"),
+            ("test", training_args.do_predict),
+        )
+        if wanted
+    ]
+    check_data_dir(data_args.data_dir, splits)
+    return check_output_dir(training_args)
+
+
+def load_model_and_tokenizer(model_args: ModelArguments, training_args: LegacySeq2SeqTrainingArguments):
+    """Config (with dropout overrides), tokenizer and model; anything that cannot be loaded is a UsageError."""
+    source = model_args.model_name_or_path
+    try:
+        config = AutoConfig.from_pretrained(model_args.config_name or source, cache_dir=model_args.cache_dir)
+        apply_dropout_overrides(config, training_args)
+        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or source, cache_dir=model_args.cache_dir)
+        model = AutoModelForSeq2SeqLM.from_pretrained(source, config=config, cache_dir=model_args.cache_dir)
+    except OSError as error:
+        raise UsageError(
+            f"--model_name_or_path '{source}' could not be loaded: {str(error).splitlines()[0]} "
+            "(pass a folder saved with save_pretrained, or a Hub model id while online)"
+        ) from error
+    except ValueError as error:
+        if "Unrecognized configuration class" not in str(error):
+            raise
+        raise UsageError(f"--model_name_or_path '{source}' is not a sequence-to-sequence model") from error
+    return config, tokenizer, model
+
+
+def make_compute_metrics(tokenizer, references: list[str], task: str):
+    """`compute_metrics` for the Trainer: ROUGE or BLEU of generated texts against the raw target lines.
+
+    Under several processes the gathered predictions end with repeats of the first examples (the padding of
+    the last batch); only the first len(references) rows, which are in input order, are kept.
+    """
+
+    def compute_metrics(eval_preds) -> dict:
+        predictions, gen_len = decode_predictions(tokenizer, eval_preds.predictions, len(references))
+        return {**score(predictions, references, task), "gen_len": gen_len}
+
+    return compute_metrics
+
+
+def decode_predictions(tokenizer, token_ids, num_examples: int) -> tuple[list[str], float]:
+    """One-line texts of the first `num_examples` generated rows, and their mean non-pad length."""
+    if isinstance(token_ids, tuple):
+        token_ids = token_ids[0]
+    token_ids = np.asarray(token_ids)[:num_examples]
+    token_ids = np.where(token_ids < 0, tokenizer.pad_token_id, token_ids)
+    # Decoded as run_eval.py does, so both tools write the same text for the same generated ids.
+    texts = tokenizer.batch_decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    gen_len = float(np.mean(np.count_nonzero(token_ids != tokenizer.pad_token_id, axis=1))) if len(texts) else 0.0
+    return [" ".join(text.split("\n")).strip() for text in texts], round(gen_len, 4)
+
+
+def score(predictions: list[str], references: list[str], task: str) -> dict:
+    """ROUGE (bootstrap mid, as `run_eval.py`) for summarization tasks, sacrebleu BLEU otherwise."""
+    return (
+        calculate_rouge(predictions, references)
+        if "summarization" in task
+        else calculate_bleu(predictions, references)
+    )
+
+
+def main() -> None:
+    # Parse and check everything before loading anything.
+    model_args, data_args, training_args = parse_args()
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    logger.setLevel(training_args.get_process_log_level())
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    last_checkpoint = validate_args(model_args, data_args, training_args)
+    if training_args.overwrite_output_dir and training_args.should_save:
+        remove_previous_run(training_args.output_dir)
+    if last_checkpoint is not None:
+        logger.info(f"Resuming training from {last_checkpoint} (a run in --output_dir that was interrupted)")
+    set_seed(training_args.seed)
+    if training_args.device.type == "cpu":
+        training_args.dataloader_pin_memory = False  # pinning only helps copies to an accelerator
+
+    # Model, task-specific settings, languages, freezing.
+    config, tokenizer, model = load_model_and_tokenizer(model_args, training_args)
+    applied = use_task_specific_params(model, data_args.task)
+    if applied:
+        logger.info(f"task_specific_params[{data_args.task}] applied: {applied}")
+    set_up_language_codes(model, tokenizer, data_args.src_lang, data_args.tgt_lang)
+    if data_args.eval_beams is None:
+        data_args.eval_beams = model.generation_config.num_beams or 1
+    if model_args.freeze_embeds:
+        freeze_embeds(model)
+    if model_args.freeze_encoder:
+        freeze_encoder(model)
+    trainable, total = count_parameters(model)
+    logger.info(f"parameters: {trainable:,} trainable of {total:,}")
+    prefix = data_args.prefix if data_args.prefix is not None else (getattr(model.config, "prefix", None) or "")
+
+    # Lazy line datasets; --n_* = -1 keeps every line.
+    def dataset(type_path: str, n_obs: int, max_target_length: int) -> Seq2SeqDataset:
+        return Seq2SeqDataset(
+            tokenizer,
+            data_args.data_dir,
+            data_args.max_source_length,
+            max_target_length,
+            type_path=type_path,
+            n_obs=n_obs,
+            prefix=prefix,
+        )
+
+    train_dataset = eval_dataset = test_dataset = None
+    if training_args.do_train:
+        train_dataset = dataset("train", data_args.n_train, data_args.max_target_length)
+    if training_args.do_eval or training_args.eval_strategy != "no":
+        eval_dataset = dataset("val", data_args.n_val, data_args.val_max_target_length)
+    if training_args.do_predict:
+        test_dataset = dataset("test", data_args.n_test, data_args.test_max_target_length)
+    train_lengths = None
+    if train_dataset is not None and (training_args.sortish_sampler or training_args.max_tokens_per_batch):
+        train_lengths = example_lengths(
+            tokenizer, data_args.data_dir, "train", len(train_dataset), data_args.max_source_length
+        )
+
+    collator = Seq2SeqDataCollator(
+        tokenizer,
+        data_args.max_source_length,
+        data_args.max_target_length,
+        label_pad_token_id=-100 if data_args.ignore_pad_token_for_loss else tokenizer.pad_token_id,
+        model=model,
+        return_ids=False,
+    )
+    # Generation during evaluation: val length limit and beams (test gets its own below).
+    training_args.generation_max_length = data_args.val_max_target_length
+    training_args.generation_num_beams = data_args.eval_beams
+    eval_references = [eval_dataset[i]["tgt_texts"] for i in range(len(eval_dataset))] if eval_dataset else None
+    generating = training_args.predict_with_generate
+    best_metric = ("rouge2" if "summarization" in data_args.task else "bleu") if generating else "loss"
+    trainer = LegacySeq2SeqTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=collator,
+        compute_metrics=make_compute_metrics(tokenizer, eval_references, data_args.task)
+        if generating and eval_dataset
+        else None,
+        train_lengths=train_lengths,
+        callbacks=[
+            ClassicOutputsCallback(
+                training_args.output_dir, best_metric, greater_is_better=best_metric != "loss", tokenizer=tokenizer
+            )
+        ],
+    )
+    if trainer.is_world_process_zero():
+        write_run_info(
+            training_args.output_dir,
+            {"model": asdict(model_args), "data": asdict(data_args), "training": training_args.to_dict()},
+        )
+
+    # Train.
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
+        trainer.save_model()
+        metrics = {**train_result.metrics, **trainer.padding_metrics(), "train_n_objs": len(train_dataset)}
+        trainer.log_metrics("train", metrics)
+        save_results(trainer, "train", metrics)
+        if trainer.is_world_process_zero():
+            trainer.state.save_to_json(os.path.join(training_args.output_dir, "trainer_state.json"))
+
+    # Evaluate on val.
+    if training_args.do_eval:
+        # The callback would file this final evaluation as a training-time one: it is recorded below instead.
+        trainer.remove_callback(ClassicOutputsCallback)
+        metrics = trainer.evaluate(metric_key_prefix="val")
+        metrics["val_n_objs"] = len(eval_dataset)
+        metrics["val_loss"] = round(metrics["val_loss"], 4)
+        trainer.log_metrics("val", metrics)
+        save_results(trainer, "val", metrics)
+        if trainer.is_world_process_zero():
+            append_metrics(training_args.output_dir, "val", {"step": trainer.state.global_step, **metrics})
+
+    # Predict on test: generations in input order, one per line, scored against test.target.
+    if training_args.do_predict:
+        output = trainer.predict(
+            test_dataset,
+            metric_key_prefix="test",
+            max_length=data_args.test_max_target_length,
+            num_beams=data_args.eval_beams,
+        )
+        metrics = {**output.metrics, "test_n_objs": len(test_dataset)}
+        metrics["test_loss"] = round(metrics["test_loss"], 4)
+        if generating:
+            predictions, gen_len = decode_predictions(tokenizer, output.predictions, len(test_dataset))
+            references = [test_dataset[i]["tgt_texts"] for i in range(len(test_dataset))]
+            metrics.update(
+                {f"test_{key}": value for key, value in score(predictions, references, data_args.task).items()}
+            )
+            metrics["test_gen_len"] = gen_len
+            if trainer.is_world_process_zero():
+                path = os.path.join(training_args.output_dir, "test_generations.txt")
+                write_txt_file(predictions, f"{path}.tmp")
+                os.replace(f"{path}.tmp", path)
+        trainer.log_metrics("test", metrics)
+        save_results(trainer, "test", metrics)
+        if trainer.is_world_process_zero():
+            write_results_txt(os.path.join(training_args.output_dir, "test_results.txt"), metrics)
+            append_metrics(training_args.output_dir, "test", {"step": trainer.state.global_step, **metrics})
+
+    if trainer.is_world_process_zero():
+        logger.info(
+            f"Outputs in {os.path.abspath(training_args.output_dir)}: {', '.join(sorted(os.listdir(training_args.output_dir)))}"
+        )
+
+
+def cli() -> None:
+    """Entry point: a UsageError becomes `error: <message>` on stderr and exit code 2."""
+    try:
+        main()
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _mp_fn(index: int) -> None:
+    """Entry point for TPU launches through xla_spawn.py (one call per TPU core)."""
+    cli()
+
+
+if __name__ == "__main__":
+    cli()
