@@ -1,0 +1,222 @@
+#!/usr/bin/env python
+"""Generate with a model fine-tuned by run_seq2seq.py (greedy or beam search, key/value cache) and score it.
+
+Inputs are the training format (`src` read, `tgt` ignored), decoded longest first in batches and written one
+output per line in input order. With `--reference_file` (text lines, or JSON lines with `tgt`) the outputs are
+scored with ROUGE-1/2/L/Lsum (rouge_score, as the project's other scripts) and corpus BLEU (sacrebleu).
+
+    python examples/pytorch/s2s-ft/decode_seq2seq.py --model_path outputs/s2s-ft-copy \
+        --input_file tests/fixtures/s2s_ft/copy/test.jsonl --output_file outputs/s2s-ft-copy/test.pred \
+        --reference_file tests/fixtures/s2s_ft/copy/test.jsonl --max_seq_length 64 --max_tgt_length 24 \
+        --beam_size 4 --length_penalty 0.6 --forbid_duplicate_ngrams --forbid_ignore_word "."
+
+Single process, on CPU or one GPU (`--device`); run one per GPU over shards of the input for more.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+import torch
+from s2s_ft.data import check_data_file, detokenize, read_records, read_rows, special_ids, tokenize_texts
+from s2s_ft.decoding import DecodeOptions, decode
+from s2s_ft.metrics import check_sentence_splitter, compute_bleu, compute_rouge
+from s2s_ft.modeling import MODEL_TYPES, S2SFTForSeq2Seq
+from s2s_ft.utils import UsageError, run_cli
+from transformers import AutoTokenizer, set_seed
+
+logger = logging.getLogger(__name__)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model_path", required=True, help="folder written by run_seq2seq.py (or a checkpoint-N)")
+    parser.add_argument(
+        "--model_type",
+        choices=MODEL_TYPES,
+        help="accepted for upstream recipes; the saved model is always BERT layout",
+    )
+    parser.add_argument("--tokenizer_name", help="tokenizer folder (default: --model_path)")
+    parser.add_argument("--input_file", required=True, help="JSON lines (or CSV/TSV) with a 'src' key")
+    parser.add_argument("--source_column", default="src", help="key/column of the source")
+    parser.add_argument("--output_file", help="one output per input line (default: <model_path>.<split>)")
+    parser.add_argument("--split", default="test", help="suffix of the default output file name")
+    parser.add_argument("--subset", type=int, default=0, help="decode only the first N inputs (0 = all)")
+    parser.add_argument("--batch_size", type=int, default=4, help="inputs per batch (sorted by length first)")
+    parser.add_argument("--max_seq_length", type=int, default=512, help="source + target budget; sources are cut")
+    parser.add_argument("--max_tgt_length", type=int, default=128, help="maximum number of generated tokens")
+    parser.add_argument("--beam_size", type=int, default=1, help="1 = greedy search")
+    parser.add_argument("--length_penalty", type=float, default=0.0, help="GNMT alpha for choosing the best beam")
+    parser.add_argument("--min_len", type=int, default=1, help="no end token among the first N generated tokens")
+    parser.add_argument("--forbid_duplicate_ngrams", action="store_true", help="never repeat an n-gram")
+    parser.add_argument("--ngram_size", type=int, default=3, help="n of --forbid_duplicate_ngrams")
+    parser.add_argument(
+        "--forbid_ignore_word", help="'|'-separated tokens that n-gram blocking ignores, e.g. '.' or '.|[X_SEP]'"
+    )
+    parser.add_argument("--mode", default="s2s", choices=["s2s"], help="only s2s (upstream's l2r had no effect)")
+    parser.add_argument(
+        "--pos_shift", action="store_true", help="causal decoding (default: on for models trained in causal mode)"
+    )
+    parser.add_argument("--no_cache", action="store_true", help="recompute every step in full (slow; for checks)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+    parser.add_argument("--fp16", action="store_true", help="decode in float16 (GPU)")
+    parser.add_argument("--bf16", action="store_true", help="decode in bfloat16")
+    parser.add_argument("--seed", type=int, default=123, help="random seed (decoding itself is deterministic)")
+    parser.add_argument("--reference_file", help="references: text, one per line, or JSON lines with 'tgt'")
+    parser.add_argument("--target_column", default="tgt", help="key of the reference in a JSON-lines reference file")
+    parser.add_argument("--score_path", help="where the scores JSON goes (default: <output_file>.scores.json)")
+    return parser.parse_args(argv)
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    """Check flags and files before loading the model; raise UsageError naming the fix."""
+    if not os.path.isfile(os.path.join(args.model_path, "config.json")):
+        raise UsageError(f"--model_path {args.model_path}: no config.json; pass the --output_dir of run_seq2seq.py")
+    check_data_file("--input_file", args.input_file)
+    if args.reference_file is not None and not os.path.isfile(args.reference_file):
+        raise UsageError(f"--reference_file {args.reference_file}: no such file")
+    for name in ("batch_size", "beam_size", "max_tgt_length", "ngram_size"):
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.min_len < 0 or args.subset < 0:
+        raise UsageError("--min_len and --subset must be >= 0")
+    if args.min_len >= args.max_tgt_length:
+        raise UsageError(
+            f"--min_len {args.min_len} leaves no room to end within --max_tgt_length {args.max_tgt_length}"
+        )
+    if args.max_tgt_length >= args.max_seq_length - 2:
+        raise UsageError(
+            f"--max_tgt_length {args.max_tgt_length} leaves no room for the source in --max_seq_length "
+            f"{args.max_seq_length}; raise --max_seq_length or lower --max_tgt_length"
+        )
+    if args.fp16 and args.bf16:
+        raise UsageError("pass only one of --fp16 and --bf16")
+    if args.fp16 and args.device == "cpu":
+        raise UsageError("--fp16 needs a GPU (--device cuda); on CPU use --bf16 or neither")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {args.device}: no GPU is visible; pass --device cpu")
+
+
+def load_model(args: argparse.Namespace):
+    """The fine-tuned model (eval mode, on --device, in the requested precision) and its tokenizer."""
+    with open(os.path.join(args.model_path, "config.json"), encoding="utf-8") as handle:
+        config = json.load(handle)
+    if "s2s_ft_mode" not in config:
+        raise UsageError(
+            f"--model_path {args.model_path} was not fine-tuned by run_seq2seq.py (no s2s_ft_mode in config.json)"
+        )
+    dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else torch.float32
+    model = S2SFTForSeq2Seq.from_pretrained(args.model_path, dtype=dtype).to(args.device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or args.model_path)
+    if args.max_seq_length > model.config.max_position_embeddings:
+        raise UsageError(
+            f"--max_seq_length {args.max_seq_length} exceeds the model's {model.config.max_position_embeddings} "
+            "positions; lower it, or train with a larger --max_source_seq_length + --max_target_seq_length"
+        )
+    return model, tokenizer
+
+
+def read_references(path: str, target_column: str) -> list[str]:
+    """References from a text file (one per line) or a JSON-lines file (`target_column`)."""
+    if path.endswith((".jsonl", ".json")):
+        rows = read_rows("--reference_file", path)
+        if any(target_column not in row for row in rows):
+            raise UsageError(f"--reference_file {path}: a line has no '{target_column}'; pass --target_column <key>")
+        return [
+            row[target_column] if isinstance(row[target_column], str) else " ".join(row[target_column]) for row in rows
+        ]
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().splitlines()
+
+
+def ignore_ids(tokenizer, words: str | None) -> set[int]:
+    """Ids of the `|`-separated --forbid_ignore_word tokens; a bracketed one is upper-cased ([x_sep] -> [X_SEP])."""
+    result = set()
+    for word in (words or "").split("|"):
+        if not word:
+            continue
+        word = word.upper() if word.startswith("[") and word.endswith("]") else word
+        token_id = tokenizer.convert_tokens_to_ids(word)
+        if token_id is None or token_id == tokenizer.unk_token_id:
+            logger.warning(f"--forbid_ignore_word '{word}' is not in the vocabulary; ignored")
+        else:
+            result.add(token_id)
+    return result
+
+
+def main(argv: list[str]) -> None:
+    # Parse and validate every argument before loading anything.
+    args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    validate_args(args)
+    output_file = args.output_file or f"{args.model_path.rstrip('/')}.{args.split}"
+    if args.reference_file is not None:
+        check_sentence_splitter()
+    set_seed(args.seed)
+
+    # Load the model; causal models decode with pos_shift.
+    model, tokenizer = load_model(args)
+    ids = special_ids(tokenizer)
+    mode = model.config.s2s_ft_mode
+    pos_shift = args.pos_shift or mode == "causal"
+    if args.pos_shift and mode != "causal":
+        logger.warning(f"--pos_shift with a model trained in {mode} mode: outputs will be poor")
+
+    # Read and tokenize the inputs; sources are cut to fit the budget with the special tokens.
+    records = read_records("--input_file", args.input_file, args.source_column, None)
+    if args.subset:
+        records = records[: args.subset]
+    max_source = args.max_seq_length - args.max_tgt_length - (1 if pos_shift else 2)
+    sources = [ids_[:max_source] for ids_ in tokenize_texts(tokenizer, [source for source, _ in records])]
+    cut = sum(len(ids_) == max_source for ids_ in sources)
+    if cut:
+        logger.warning(f"{cut} of {len(sources)} sources may have been cut to {max_source} tokens")
+
+    # Decode.
+    options = DecodeOptions(
+        max_tgt_length=args.max_tgt_length,
+        beam_size=args.beam_size,
+        length_penalty=args.length_penalty,
+        min_len=args.min_len,
+        forbid_duplicate_ngrams=args.forbid_duplicate_ngrams,
+        ngram_size=args.ngram_size,
+        forbid_ignore_ids=ignore_ids(tokenizer, args.forbid_ignore_word),
+        pos_shift=pos_shift,
+        use_cache=not args.no_cache,
+    )
+    logger.info(f"decoding {len(sources)} inputs: mode {mode}, pos_shift {pos_shift}, {options}")
+    started = time.perf_counter()
+    results = decode(model, sources, ids, options, args.batch_size)
+    seconds = time.perf_counter() - started
+    outputs = [detokenize(tokenizer, result["tokens"]) for result in results]
+    os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
+    with open(f"{output_file}.tmp", "w", encoding="utf-8") as handle:
+        handle.writelines(f"{output}\n" for output in outputs)
+    os.replace(f"{output_file}.tmp", output_file)
+    logger.info(f"wrote {len(outputs)} outputs to {output_file} ({len(outputs) / seconds:.1f} samples/s)")
+
+    # Score.
+    if args.reference_file is not None:
+        references = read_references(args.reference_file, args.target_column)[: len(outputs)]
+        if len(references) != len(outputs):
+            raise UsageError(
+                f"--reference_file {args.reference_file} has {len(references)} references for {len(outputs)} outputs"
+            )
+        scores = {
+            **compute_rouge(outputs, references),
+            **compute_bleu(outputs, references),
+            "gen_len": round(sum(len(result["tokens"]) for result in results) / max(len(results), 1), 4),
+            "samples": len(outputs),
+            "samples_per_second": round(len(outputs) / seconds, 3),
+        }
+        score_path = args.score_path or f"{output_file}.scores.json"
+        with open(score_path, "w", encoding="utf-8") as handle:
+            json.dump(scores, handle, indent=4, sort_keys=True)
+        logger.info(f"scores: {scores} -> {score_path}")
+
+
+if __name__ == "__main__":
+    run_cli(lambda: main(sys.argv[1:]))

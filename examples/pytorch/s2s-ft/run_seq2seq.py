@@ -1,0 +1,524 @@
+#!/usr/bin/env python
+"""Fine-tune a BERT-like encoder (BERT, RoBERTa, XLM-R, ELECTRA, MiniLM) as a sequence-to-sequence generator.
+
+Source and target are packed in one sequence and trained with s2s-ft's attention masks, in one of three modes
+(`--finetuning_mode`, upstream `--mask_way`): `causal` (v0, predict the next target token), `masked` (v1,
+predict corrupted target tokens in place) or `pseudo_masked` (v2, default: every target token is predicted by a
+pseudo `[MASK]` twin at its position). Data: JSON lines `{"src": ..., "tgt": ...}` (text, or lists of tokens),
+or CSV/TSV with those columns. Built on the `Trainer`: checkpoints, resume, multi-process and logging work as in
+the project's other scripts. Decode the result with `decode_seq2seq.py`.
+
+One process, on the tiny offline demo model and the shipped sample data:
+
+    python examples/pytorch/s2s-ft/run_seq2seq.py \
+        --model_type bert --model_name_or_path .cache/tiny-models/bert \
+        --train_file tests/fixtures/s2s_ft/copy/train.jsonl --finetuning_mode pseudo_masked \
+        --max_source_seq_length 48 --max_target_seq_length 32 --per_device_train_batch_size 16 \
+        --learning_rate 1e-3 --warmup_steps 20 --max_steps 200 --output_dir outputs/s2s-ft-copy
+
+Several GPUs (or two CPU processes): the same arguments after `torchrun --nproc_per_node 2` or
+`accelerate launch --num_processes 2`. All arguments can also come from one `.json`/`.yaml` file.
+"""
+
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass, field
+
+import datasets
+import transformers
+from huggingface_hub import is_offline_mode, try_to_load_from_cache
+from s2s_ft.data import (
+    Seq2SeqCollator,
+    Seq2SeqTrainingDataset,
+    check_data_file,
+    length_histogram,
+    read_records,
+    special_ids,
+    tokenize_texts,
+)
+from s2s_ft.masks import MASK_WAY_TO_MODE, MODES, Corruption
+from s2s_ft.modeling import MODEL_TYPES, extend_position_embeddings, load_s2s_model
+from s2s_ft.utils import UsageError, run_cli
+from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
+
+logger = logging.getLogger(__name__)
+
+# Files a finished (or partly finished) run leaves in --output_dir. Their presence means "results here".
+RESULT_FILES = ("all_results.json", "train_results.json", "trainer_state.json")
+
+
+@dataclass
+class ModelArguments:
+    """Which encoder to start from, and how to load it."""
+
+    model_type: str = field(
+        metadata={"help": f"How to read the checkpoint: {', '.join(MODEL_TYPES)} (minilm = any BERT layout)."}
+    )
+    model_name_or_path: str = field(
+        metadata={"help": "Local folder saved with `save_pretrained`, or a Hub model id (needs network)."}
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer name or path, if not the same as --model_name_or_path."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to store models downloaded from the Hub."})
+    hidden_dropout_prob: float | None = field(
+        default=None, metadata={"help": "Dropout on hidden states (default: the checkpoint's, 0.1 for BERT)."}
+    )
+    attention_probs_dropout_prob: float | None = field(
+        default=None, metadata={"help": "Dropout on attention weights (default: the checkpoint's)."}
+    )
+    fix_word_embedding: bool = field(
+        default=False,
+        metadata={"help": "Freeze the word embeddings (and so the tied output projection of the LM head)."},
+    )
+
+
+@dataclass
+class DataTrainingArguments:
+    """What to train on, how sequences are cut, and the fine-tuning mode and its noise."""
+
+    train_file: str | None = field(
+        default=None, metadata={"help": "Training data: .jsonl/.json lines {'src','tgt'}, or .csv/.tsv."}
+    )
+    source_column: str = field(default="src", metadata={"help": "Key/column of the source (text or token list)."})
+    target_column: str = field(default="tgt", metadata={"help": "Key/column of the target (text or token list)."})
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Use only the first N training examples (quick runs, debugging)."}
+    )
+    max_source_seq_length: int = field(
+        default=464,
+        metadata={"help": "Source tokens, special tokens included; longer sources lose their end (Ls, spec §3)."},
+    )
+    max_target_seq_length: int = field(
+        default=48,
+        metadata={"help": "Target tokens, the end/start [SEP] included; longer targets lose their end (Lt)."},
+    )
+    finetuning_mode: str | None = field(
+        default=None,
+        metadata={
+            "help": "causal (next-token, GPT-style), masked (UniLM v1 style) or pseudo_masked (UniLM v2 style); "
+            "default pseudo_masked."
+        },
+    )
+    mask_way: str | None = field(
+        default=None, metadata={"help": "Upstream name of --finetuning_mode: v0 causal, v1 masked, v2 pseudo_masked."}
+    )
+    target_mask_prob: float | None = field(
+        default=None,
+        metadata={
+            "help": "Share of target tokens corrupted (spec §6). Default 0.5 for masked/pseudo_masked (the paper "
+            "uses 0.4-0.7; 0.4-0.5 for XSum, 0.7-0.8 for CNN/DM) and 0 for causal, where it is word dropout."
+        },
+    )
+    source_mask_prob: float = field(default=0.0, metadata={"help": "Share of source tokens corrupted (no loss)."})
+    keep_prob: float = field(default=0.1, metadata={"help": "Chance that a corrupted token keeps its value."})
+    random_prob: float = field(default=0.1, metadata={"help": "Chance that a corrupted token becomes a random one."})
+    num_max_mask_token: int | None = field(
+        default=None,
+        metadata={"help": "masked mode: at most this many target tokens corrupted per example (default: Lt)."},
+    )
+    label_smoothing: float = field(default=0.1, metadata={"help": "Label smoothing (0 = plain cross-entropy)."})
+
+    def __post_init__(self):
+        if self.mask_way is not None and self.mask_way not in MASK_WAY_TO_MODE:
+            raise UsageError(f"--mask_way must be one of v0, v1, v2, got '{self.mask_way}'")
+        from_mask_way = MASK_WAY_TO_MODE.get(self.mask_way)
+        if self.finetuning_mode and from_mask_way and self.finetuning_mode != from_mask_way:
+            raise UsageError(
+                f"--mask_way {self.mask_way} means {from_mask_way}, but --finetuning_mode is {self.finetuning_mode}; "
+                "pass only one of them"
+            )
+        self.finetuning_mode = self.finetuning_mode or from_mask_way or "pseudo_masked"
+        if self.target_mask_prob is None:
+            self.target_mask_prob = 0.0 if self.finetuning_mode == "causal" else 0.5
+        if self.num_max_mask_token is None:
+            self.num_max_mask_token = self.max_target_seq_length
+
+
+@dataclass
+class S2SFTTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the paper's optimiser settings as defaults (Adam eps 1e-6, weight decay 0.01,
+    1000 warm-up steps), the output-directory guard, and a true logged loss under multi-process training."""
+
+    adam_epsilon: float = field(default=1e-6, metadata={"help": "Adam epsilon (paper: 1e-6; upstream code 1e-8)."})
+    weight_decay: float = field(
+        default=0.01, metadata={"help": "AdamW weight decay (paper and upstream: 0.01; not on biases/LayerNorm)."}
+    )
+    warmup_steps: float = field(
+        default=1000,
+        metadata={"help": "Linear warm-up steps (paper: 1000; lower it for short runs), or a ratio when < 1."},
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Kept off: the collator builds the model inputs from the whole example."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "Allow --output_dir to hold an earlier run: its result files and checkpoints are deleted first. "
+                "Without it a non-empty --output_dir is refused (or resumed, if it holds only checkpoints)."
+            )
+        },
+    )
+    average_tokens_across_devices: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "Normalise the loss by the token count summed over all processes. Off by default here: with it, "
+                "transformers 5.23 logs a training loss about world-size times the true one under DDP."
+            )
+        },
+    )
+
+
+# Copied from examples.pytorch.summarization.run_summarization.parse_args with Summarization->S2SFT
+def parse_args() -> tuple[ModelArguments, DataTrainingArguments, S2SFTTrainingArguments]:
+    """Parse the command line, or a single .json/.yaml file of arguments. Raises UsageError."""
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, S2SFTTrainingArguments))
+    try:
+        if len(sys.argv) == 2 and sys.argv[1].endswith((".json", ".yaml", ".yml")):
+            config_path = os.path.abspath(sys.argv[1])
+            if not os.path.isfile(config_path):
+                raise UsageError(f"argument file {sys.argv[1]} does not exist")
+            if config_path.endswith(".json"):
+                return parser.parse_json_file(json_file=config_path)
+            return parser.parse_yaml_file(yaml_file=config_path)
+        return parser.parse_args_into_dataclasses()
+    except UsageError:
+        raise
+    except ValueError as error:  # invalid values or unknown keys, found by the dataclasses
+        raise UsageError(str(error).strip().splitlines()[0]) from error
+    except ImportError as error:  # a flag that needs a package that is not installed (e.g. --deepspeed)
+        raise UsageError(
+            f"{str(error).strip().splitlines()[0]} Install it, or drop the flag that needs it."
+        ) from error
+
+
+# Copied from examples.pytorch.summarization.run_summarization.setup_logging with Summarization->S2SFT
+def setup_logging(training_args: S2SFTTrainingArguments) -> None:
+    """HF's log format on stdout; info on the main process, warnings only on the others."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    if training_args.should_log:
+        transformers.utils.logging.set_verbosity_info()
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+
+
+# Copied from examples.pytorch.summarization.run_summarization.check_model_reachable
+def check_model_reachable(flag: str, name_or_path: str | None) -> None:
+    """Raise UsageError for a Hub id that cannot be loaded because the Hub is offline and it is not cached."""
+    if name_or_path is None or os.path.isdir(name_or_path) or not is_offline_mode():
+        return
+    try:
+        cached = try_to_load_from_cache(name_or_path, "config.json") or try_to_load_from_cache(
+            name_or_path, "tokenizer_config.json"
+        )
+    except ValueError:  # not even a valid repo id, so it can only have been meant as a local path
+        cached = None
+    if not isinstance(cached, str):
+        raise UsageError(
+            f"{flag} '{name_or_path}' is not a local folder, and the Hub is offline (HF_HUB_OFFLINE=1) with no "
+            "cached copy: pass a folder saved with save_pretrained, or unset HF_HUB_OFFLINE to download it"
+        )
+
+
+# Copied from examples.pytorch.summarization.run_summarization.last_complete_checkpoint
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` folder in `output_dir` that a resume can load, or None.
+
+    The Trainer writes a checkpoint's files in turn and `trainer_state.json` last, so a checkpoint is complete
+    when that file parses and names step N; a folder left half-written by a killed job is skipped (logged).
+    """
+    steps = sorted(
+        int(match.group(1)) for name in os.listdir(output_dir) if (match := re.fullmatch(r"checkpoint-(\d+)", name))
+    )
+    for step in reversed(steps):
+        folder = os.path.join(output_dir, f"checkpoint-{step}")
+        try:
+            with open(os.path.join(folder, "trainer_state.json"), encoding="utf-8") as handle:
+                if json.load(handle).get("global_step") == step:
+                    return folder
+        except (OSError, ValueError):
+            pass
+        logger.warning(f"skipping {folder}: incomplete (the job was stopped while writing it)")
+    return None
+
+
+# Copied from examples.pytorch.summarization.run_summarization.write_json_atomically
+def write_json_atomically(path: str, data: dict) -> None:
+    """Write `data` to a temp file, then rename it over `path`: a killed job leaves the old file or the new one."""
+    with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=4, sort_keys=True)
+    os.replace(f"{path}.tmp", path)
+
+
+# Copied from examples.pytorch.summarization.run_summarization.save_results with Seq2SeqTrainer->Trainer
+def save_results(trainer: Trainer, split: str, metrics: dict) -> None:
+    """Like `trainer.save_metrics` (`{split}_results.json`, merged into `all_results.json`), written atomically."""
+    if not trainer.is_world_process_zero():
+        return
+    output_dir = trainer.args.output_dir
+    write_json_atomically(os.path.join(output_dir, f"{split}_results.json"), metrics)
+    all_results_path = os.path.join(output_dir, "all_results.json")
+    all_results = {}
+    if os.path.isfile(all_results_path):
+        with open(all_results_path, encoding="utf-8") as handle:
+            all_results = json.load(handle)
+    write_json_atomically(all_results_path, {**all_results, **metrics})
+
+
+# Copied from examples.pytorch.summarization.run_summarization.save_trainer_state with Seq2SeqTrainer->Trainer
+def save_trainer_state(trainer: Trainer) -> None:
+    """Like `trainer.save_state` (`trainer_state.json`: the log history), written atomically."""
+    if trainer.is_world_process_zero():
+        path = os.path.join(trainer.args.output_dir, "trainer_state.json")
+        trainer.state.save_to_json(f"{path}.tmp")
+        os.replace(f"{path}.tmp", path)
+
+
+# Copied from examples.pytorch.summarization.run_summarization.check_output_dir with Summarization->S2SFT
+def check_output_dir(training_args: S2SFTTrainingArguments) -> str | None:
+    """Decide what to do with an existing --output_dir; return a checkpoint to resume from, or None.
+
+    An empty or missing folder is fine. A folder that holds only `checkpoint-*` folders (a training job
+    that was killed) is resumed from its last checkpoint when training. Anything else is refused unless
+    --overwrite_output_dir or --resume_from_checkpoint is given, so no earlier result is overwritten silently.
+    """
+    output_dir = training_args.output_dir
+    if not os.path.isdir(output_dir) or training_args.overwrite_output_dir:
+        return None
+    entries = sorted(os.listdir(output_dir))
+    if not entries or training_args.resume_from_checkpoint:
+        return None
+    last_checkpoint = last_complete_checkpoint(output_dir)
+    results = [name for name in entries if name in RESULT_FILES]
+    if training_args.do_train and last_checkpoint is not None and not results:
+        return last_checkpoint
+    shown = ", ".join((results or entries)[:5]) + (", ..." if len(results or entries) > 5 else "")
+    resume_hint = f", --resume_from_checkpoint {last_checkpoint}" if last_checkpoint else ""
+    raise UsageError(
+        f"--output_dir {output_dir} already holds an earlier run ({shown}); choose a new --output_dir, "
+        f"or pass --overwrite_output_dir to replace it{resume_hint}"
+    )
+
+
+# Copied from examples.pytorch.summarization.run_summarization.remove_previous_run
+def remove_previous_run(output_dir: str) -> None:
+    """For --overwrite_output_dir: delete an earlier run's result files and checkpoints (nothing else)."""
+    if not os.path.isdir(output_dir):
+        return
+    for name in sorted(os.listdir(output_dir)):
+        path = os.path.join(output_dir, name)
+        if name in RESULT_FILES:
+            os.remove(path)
+        elif name.startswith("checkpoint-") and os.path.isdir(path):
+            shutil.rmtree(path)
+        else:
+            continue
+        logger.info(f"--overwrite_output_dir: removed {path} from the earlier run")
+
+
+def check_probabilities(data_args: DataTrainingArguments) -> None:
+    """Raise UsageError for a mode, probability or length out of range."""
+    if data_args.finetuning_mode not in MODES:
+        raise UsageError(f"--finetuning_mode must be one of {', '.join(MODES)}, got '{data_args.finetuning_mode}'")
+    for name in ("target_mask_prob", "source_mask_prob", "keep_prob", "random_prob", "label_smoothing"):
+        value = getattr(data_args, name)
+        if not 0 <= value < 1 or (name.endswith("mask_prob") and value > 1):
+            raise UsageError(f"--{name} must be in [0, 1), got {value}")
+    if data_args.keep_prob + data_args.random_prob > 1:
+        raise UsageError(
+            f"--keep_prob {data_args.keep_prob} + --random_prob {data_args.random_prob} exceed 1; lower one of them"
+        )
+    for name in ("max_source_seq_length", "max_target_seq_length"):
+        if getattr(data_args, name) < 2:
+            raise UsageError(
+                f"--{name} must be at least 2 (a special token plus one token), got {getattr(data_args, name)}"
+            )
+    if data_args.num_max_mask_token < 1:
+        raise UsageError(
+            f"--num_max_mask_token must be at least 1, got {data_args.num_max_mask_token} (upstream's 0 crashes "
+            "masked mode); leave it out for --max_target_seq_length"
+        )
+    if data_args.max_train_samples is not None and data_args.max_train_samples < 1:
+        raise UsageError(f"--max_train_samples must be at least 1, got {data_args.max_train_samples}")
+
+
+def validate_args(
+    model_args: ModelArguments, data_args: DataTrainingArguments, training_args: S2SFTTrainingArguments
+) -> str | None:
+    """Check every flag and input file before anything is loaded; return a checkpoint to resume from, or None."""
+    if model_args.model_type not in MODEL_TYPES:
+        raise UsageError(f"--model_type must be one of {', '.join(MODEL_TYPES)}, got '{model_args.model_type}'")
+    if not training_args.do_train:
+        training_args.do_train = True  # this script only trains; decode with decode_seq2seq.py
+    if data_args.train_file is None:
+        raise UsageError("no data: pass --train_file (JSON lines with 'src' and 'tgt')")
+    check_data_file("--train_file", data_args.train_file)
+    check_probabilities(data_args)
+    check_model_reachable("--model_name_or_path", model_args.model_name_or_path)
+    check_model_reachable("--tokenizer_name", model_args.tokenizer_name)
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size == 1:
+        raise UsageError(
+            f"launched as {launched} processes (WORLD_SIZE={launched}), but they are not connected: each would "
+            "train alone and write the same --output_dir; without GPUs, pass --use_cpu"
+        )
+    resume = training_args.resume_from_checkpoint
+    if resume is not None and resume.lower() in ("true", "last"):
+        found = last_complete_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if found is None:
+            raise UsageError(f"--resume_from_checkpoint: no checkpoint-* folder in {training_args.output_dir}")
+        training_args.resume_from_checkpoint = found
+    elif resume is not None and not os.path.isfile(os.path.join(resume, "trainer_state.json")):
+        raise UsageError(f"--resume_from_checkpoint {resume}: not a checkpoint folder (no trainer_state.json in it)")
+    return check_output_dir(training_args)
+
+
+def tokenize_pairs(tokenizer, records: list[tuple], data_args: DataTrainingArguments) -> list[tuple]:
+    """Token ids of every (source, target); logs length histograms and how many will be truncated."""
+    sources = tokenize_texts(tokenizer, [source for source, _ in records])
+    targets = tokenize_texts(tokenizer, [target for _, target in records])
+    # Both modes add one special token to each side ([CLS] to the source; [SEP] to the target).
+    for side, ids, limit in (
+        ("source", sources, data_args.max_source_seq_length),
+        ("target", targets, data_args.max_target_seq_length),
+    ):
+        lengths = [len(item) + 1 for item in ids]
+        logger.info(f"{side} lengths (tokens, buckets of 16): {length_histogram(lengths)}")
+        cut = sum(length > limit for length in lengths)
+        if cut:
+            logger.warning(f"{cut} of {len(ids)} {side}s are longer than {limit} tokens and lose their end")
+    return list(zip(sources, targets, strict=True))
+
+
+def main() -> None:
+    # Parse and validate every argument before loading anything.
+    model_args, data_args, training_args = parse_args()
+    setup_logging(training_args)
+    last_checkpoint = validate_args(model_args, data_args, training_args)
+    precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
+    logger.warning(
+        f"Process rank: {training_args.process_index}, device: {training_args.device}, "
+        f"world size: {training_args.world_size}, precision: {precision}"
+    )
+    if training_args.device.type == "cpu":
+        training_args.dataloader_pin_memory = False  # pinning only helps copies to an accelerator
+    if training_args.overwrite_output_dir and training_args.should_save:
+        remove_previous_run(training_args.output_dir)
+    if last_checkpoint is not None:
+        logger.info(f"Resuming training from {last_checkpoint}, found in --output_dir (a run that was interrupted)")
+
+    # Seed before the model is created so a new head's initialisation is reproducible.
+    set_seed(training_args.seed)
+
+    # Load the data.
+    records = read_records("--train_file", data_args.train_file, data_args.source_column, data_args.target_column)
+    if data_args.max_train_samples is not None:
+        records = records[: data_args.max_train_samples]
+
+    # Load the tokenizer and the encoder, converted to the BERT layout, with a position table long enough for
+    # source + target (pseudo tokens reuse target positions).
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.tokenizer_name or model_args.model_name_or_path, cache_dir=model_args.cache_dir
+    )
+    ids = special_ids(tokenizer)
+    overrides = {
+        name: getattr(model_args, name)
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob")
+        if getattr(model_args, name) is not None
+    }
+    try:
+        model, new_weights = load_s2s_model(model_args.model_type, model_args.model_name_or_path, **overrides)
+    except (OSError, ValueError) as error:
+        raise UsageError(
+            f"--model_name_or_path {model_args.model_name_or_path}: {str(error).splitlines()[0]}"
+        ) from error
+    if new_weights:
+        logger.warning(f"newly initialised (not in the checkpoint): {', '.join(new_weights)}")
+    if model.config.vocab_size < len(tokenizer):
+        raise UsageError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model only {model.config.vocab_size} embeddings; "
+            "pass the tokenizer the checkpoint was trained with (--tokenizer_name)"
+        )
+    total_length = data_args.max_source_seq_length + data_args.max_target_seq_length
+    if extend_position_embeddings(model, total_length):
+        logger.info(f"position table extended to {total_length} rows by tiling the pre-trained rows")
+    # Segment ids: source 0, target 1; a checkpoint with one token type (RoBERTa, XLM-R) uses it for both.
+    two_types = model.config.type_vocab_size >= 2
+    model.config.update(
+        {
+            "s2s_ft_mode": data_args.finetuning_mode,
+            "source_type_id": 0,
+            "target_type_id": 1 if two_types else 0,
+            "label_smoothing": data_args.label_smoothing,
+            "pad_token_id": ids.pad,
+            "architectures": ["S2SFTForSeq2Seq"],
+        }
+    )
+    if model_args.fix_word_embedding:
+        model.bert.embeddings.word_embeddings.weight.requires_grad = False
+
+    # Tokenize; each read of an example lays it out and draws its corruption (see Seq2SeqTrainingDataset).
+    pairs = tokenize_pairs(tokenizer, records, data_args)
+    corruption = Corruption(
+        target_mask_prob=data_args.target_mask_prob,
+        source_mask_prob=data_args.source_mask_prob,
+        keep_prob=data_args.keep_prob,
+        random_prob=data_args.random_prob,
+        num_max_mask_token=data_args.num_max_mask_token,
+    )
+    train_dataset = Seq2SeqTrainingDataset(
+        pairs,
+        data_args.finetuning_mode,
+        ids,
+        data_args.max_source_seq_length,
+        data_args.max_target_seq_length,
+        corruption,
+        training_args.seed,
+    )
+    collator = Seq2SeqCollator(data_args.finetuning_mode, ids, 0, model.config.target_type_id)
+    total_batch = (
+        training_args.per_device_train_batch_size
+        * training_args.gradient_accumulation_steps
+        * training_args.world_size
+    )
+    logger.info(
+        f"mode {data_args.finetuning_mode}, {len(pairs)} training pairs, total batch size {total_batch}, "
+        f"target_mask_prob {data_args.target_mask_prob}, label smoothing {data_args.label_smoothing}"
+    )
+
+    # Train.
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        data_collator=collator,
+        processing_class=tokenizer,
+    )
+    checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model()  # saves the tokenizer and the config (with the mode and segment ids) too
+    metrics = train_result.metrics
+    metrics["train_samples"] = len(pairs)
+    trainer.log_metrics("train", metrics)
+    save_results(trainer, "train", metrics)
+    save_trainer_state(trainer)
+    if trainer.is_world_process_zero():
+        logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: decode with decode_seq2seq.py")
+
+
+if __name__ == "__main__":
+    run_cli(main)

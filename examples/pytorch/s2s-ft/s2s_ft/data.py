@@ -1,0 +1,134 @@
+"""Reading `{"src", "tgt"}` records, tokenising them, the training dataset and collator, detokenising outputs."""
+
+import csv
+import json
+import os
+from collections import Counter
+
+import numpy as np
+import torch
+
+from .masks import Corruption, SpecialIds, build_example, collate
+from .utils import UsageError
+
+DATA_EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv")
+
+
+def check_data_file(flag: str, path: str) -> None:
+    """Raise UsageError unless `path` is an existing, non-empty .jsonl/.json/.csv/.tsv file."""
+    extension = os.path.splitext(path)[1].lower()
+    if extension not in DATA_EXTENSIONS:
+        raise UsageError(f"{flag} {path}: unknown extension '{extension}'; use a .jsonl, .json, .csv or .tsv file")
+    if not os.path.isfile(path):
+        raise UsageError(f"{flag} {path}: no such file")
+    if os.path.getsize(path) == 0:
+        raise UsageError(f"{flag} {path}: the file is empty; give it one example per line")
+
+
+def read_rows(flag: str, path: str) -> list[dict]:
+    """All rows of a JSON-lines file (`.json` may also be one JSON array) or a CSV/TSV file with a header."""
+    extension = os.path.splitext(path)[1].lower()
+    with open(path, encoding="utf-8", newline="" if extension in (".csv", ".tsv") else None) as handle:
+        if extension in (".csv", ".tsv"):
+            return list(csv.DictReader(handle, delimiter="\t" if extension == ".tsv" else ","))
+        text = handle.read()
+    try:
+        if text.lstrip().startswith("["):
+            return json.loads(text)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{flag} {path}: not valid JSON lines ({error})") from error
+
+
+def read_records(flag: str, path: str, source_column: str, target_column: str | None) -> list[tuple]:
+    """(source, target) pairs; each side is a string, or a list of tokens (pre-tokenised). With
+    `target_column=None` (decoding) targets are None. Raises UsageError naming the missing column."""
+    rows = read_rows(flag, path)
+    if not rows:
+        raise UsageError(f"{flag} {path}: no examples")
+    records = []
+    for number, row in enumerate(rows, start=1):
+        for column in (source_column, target_column):
+            if column is not None and (not isinstance(row, dict) or column not in row):
+                keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
+                option = "--source_column" if column == source_column else "--target_column"
+                raise UsageError(f"{flag} {path} line {number}: no '{column}' ({keys}); pass {option} <key>")
+        records.append((row[source_column], None if target_column is None else row[target_column]))
+    return records
+
+
+def tokenize_texts(tokenizer, values: list) -> list[list[int]]:
+    """Token ids without special tokens: strings through the tokenizer (one batched call), lists of tokens
+    mapped to ids directly (pre-tokenised input, e.g. WordPiece pieces with `##`)."""
+    texts = [index for index, value in enumerate(values) if isinstance(value, str)]
+    result = [None] * len(values)
+    if texts:
+        encoded = tokenizer([values[index] for index in texts], add_special_tokens=False)["input_ids"]
+        for index, ids in zip(texts, encoded, strict=True):
+            result[index] = ids
+    for index, value in enumerate(values):
+        if result[index] is None:
+            result[index] = tokenizer.convert_tokens_to_ids([str(token) for token in value or []])
+    return result
+
+
+def special_ids(tokenizer) -> SpecialIds:
+    """The tokenizer's [CLS]/[SEP]/[MASK]/[PAD] ids (RoBERTa: <s>, </s>, <mask>, <pad>); UsageError if one is missing."""
+    values = {name: getattr(tokenizer, f"{name}_token_id") for name in ("cls", "sep", "mask", "pad")}
+    missing = [name for name, value in values.items() if value is None]
+    if missing:
+        raise UsageError(
+            f"the tokenizer has no {'/'.join(missing)} token; s2s-ft needs a BERT-style tokenizer (pass --tokenizer_name)"
+        )
+    return SpecialIds(**values, vocab_size=len(tokenizer))
+
+
+def length_histogram(lengths: list[int], bucket: int = 16) -> str:
+    """`0-15: 3, 16-31: 10, ...`: how many sequences fall in each bucket of `bucket` tokens."""
+    counts = Counter(length // bucket for length in lengths)
+    return ", ".join(f"{key * bucket}-{key * bucket + bucket - 1}: {counts[key]}" for key in sorted(counts))
+
+
+class Seq2SeqTrainingDataset(torch.utils.data.Dataset):
+    """Tokenised (source, target) pairs; each read lays one out for the mode and draws its corruption afresh.
+
+    The noise of item `i` in epoch `e` comes from a generator seeded with (seed, e, i), so a resumed run sees
+    exactly the noise of an uninterrupted one, whatever was prefetched or skipped. The Trainer calls `set_epoch`.
+    """
+
+    def __init__(self, pairs, mode: str, ids: SpecialIds, max_source: int, max_target: int, corruption, seed: int):
+        self.pairs, self.mode, self.ids = pairs, mode, ids
+        self.max_source, self.max_target = max_source, max_target
+        self.corruption: Corruption = corruption
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> dict:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        source, target = self.pairs[index]
+        return build_example(
+            source, target, self.mode, self.ids, self.max_source, self.max_target, self.corruption, rng
+        )
+
+
+class Seq2SeqCollator:
+    """Pads and packs examples from `Seq2SeqTrainingDataset` into model inputs (see `masks.collate`)."""
+
+    def __init__(self, mode: str, ids: SpecialIds, source_type_id: int, target_type_id: int):
+        self.mode, self.ids = mode, ids
+        self.source_type_id, self.target_type_id = source_type_id, target_type_id
+
+    def __call__(self, examples: list[dict]) -> dict:
+        return collate(examples, self.mode, self.ids, self.source_type_id, self.target_type_id)
+
+
+def detokenize(tokenizer, token_ids: list[int]) -> str:
+    """Output text: `##` pieces glued (WordPiece) or the tokenizer's own detokeniser (BPE); special tokens
+    dropped; a newline becomes ` [X_SEP] ` so the file keeps one output per line."""
+    text = tokenizer.decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return " [X_SEP] ".join(part.strip() for part in text.strip().split("\n"))
