@@ -1,5 +1,6 @@
 """What every example test uses: run a script as a user would, and read what it wrote."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -97,3 +98,24 @@ def expected_legacy_rouge(predictions: list[str], references: list[str]) -> dict
         aggregator.add_scores(scorer.score(split(reference), split(prediction)))
     np.random.seed(0)
     return {key: round(value.mid.fmeasure * 100, 4) for key, value in aggregator.aggregate().items()}
+
+
+LEGACY_DIR = str(REPO_ROOT / "examples" / "legacy" / "seq2seq")
+
+
+def import_legacy(name: str):
+    """Import examples/legacy/seq2seq/<name>.py in this process. The toolkit's `import utils` means its own
+    utils.py, not the repository's utils/ folder: that folder goes first on sys.path for the import, and
+    whatever `utils` meant before is put back afterwards, so other tests are not affected."""
+    module = sys.modules.get(name)
+    if module is not None and str(getattr(module, "__file__", "")).startswith(LEGACY_DIR):
+        return module
+    saved_utils = sys.modules.pop("utils", None)
+    sys.path.insert(0, LEGACY_DIR)
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(LEGACY_DIR)
+        sys.modules.pop("utils", None)
+        if saved_utils is not None:
+            sys.modules["utils"] = saved_utils

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import transformers
@@ -197,9 +198,7 @@ def score(predictions: list[str], references: list[str], task: str) -> dict:
     )
 
 
-def main() -> None:
-    # Parse and check everything before loading anything.
-    model_args, data_args, training_args = parse_args()
+def setup_logging(training_args: LegacySeq2SeqTrainingArguments) -> None:
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
@@ -207,7 +206,10 @@ def main() -> None:
     )
     logger.setLevel(training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    last_checkpoint = validate_args(model_args, data_args, training_args)
+
+
+def prepare_run(training_args: LegacySeq2SeqTrainingArguments, last_checkpoint: str | None) -> None:
+    """Clear an earlier run for --overwrite_output_dir, seed, and skip memory pinning on CPU."""
     if training_args.overwrite_output_dir and training_args.should_save:
         remove_previous_run(training_args.output_dir)
     if last_checkpoint is not None:
@@ -216,23 +218,37 @@ def main() -> None:
     if training_args.device.type == "cpu":
         training_args.dataloader_pin_memory = False  # pinning only helps copies to an accelerator
 
-    # Model, task-specific settings, languages, freezing.
-    config, tokenizer, model = load_model_and_tokenizer(model_args, training_args)
+
+def prepare_model(
+    model, tokenizer, data_args: DataTrainingArguments, freeze_embeddings: bool, freeze_enc: bool
+) -> str:
+    """Task-specific params, language codes, eval beams and freezing; returns the source prefix."""
     applied = use_task_specific_params(model, data_args.task)
     if applied:
         logger.info(f"task_specific_params[{data_args.task}] applied: {applied}")
     set_up_language_codes(model, tokenizer, data_args.src_lang, data_args.tgt_lang)
     if data_args.eval_beams is None:
         data_args.eval_beams = model.generation_config.num_beams or 1
-    if model_args.freeze_embeds:
+    if freeze_embeddings:
         freeze_embeds(model)
-    if model_args.freeze_encoder:
+    if freeze_enc:
         freeze_encoder(model)
     trainable, total = count_parameters(model)
     logger.info(f"parameters: {trainable:,} trainable of {total:,}")
-    prefix = data_args.prefix if data_args.prefix is not None else (getattr(model.config, "prefix", None) or "")
+    return data_args.prefix if data_args.prefix is not None else (getattr(model.config, "prefix", None) or "")
 
-    # Lazy line datasets; --n_* = -1 keeps every line.
+
+@dataclass
+class Splits:
+    train: Any = None
+    val: Any = None
+    test: Any = None
+    train_lengths: list[int] | None = None  # for --sortish_sampler / --max_tokens_per_batch
+
+
+def load_splits(tokenizer, data_args: DataTrainingArguments, training_args, prefix: str) -> Splits:
+    """Lazy line datasets of the splits this run needs; --n_* = -1 keeps every line."""
+
     def dataset(type_path: str, n_obs: int, max_target_length: int) -> Seq2SeqDataset:
         return Seq2SeqDataset(
             tokenizer,
@@ -244,19 +260,22 @@ def main() -> None:
             prefix=prefix,
         )
 
-    train_dataset = eval_dataset = test_dataset = None
+    splits = Splits()
     if training_args.do_train:
-        train_dataset = dataset("train", data_args.n_train, data_args.max_target_length)
+        splits.train = dataset("train", data_args.n_train, data_args.max_target_length)
     if training_args.do_eval or training_args.eval_strategy != "no":
-        eval_dataset = dataset("val", data_args.n_val, data_args.val_max_target_length)
+        splits.val = dataset("val", data_args.n_val, data_args.val_max_target_length)
     if training_args.do_predict:
-        test_dataset = dataset("test", data_args.n_test, data_args.test_max_target_length)
-    train_lengths = None
-    if train_dataset is not None and (training_args.sortish_sampler or training_args.max_tokens_per_batch):
-        train_lengths = example_lengths(
-            tokenizer, data_args.data_dir, "train", len(train_dataset), data_args.max_source_length
+        splits.test = dataset("test", data_args.n_test, data_args.test_max_target_length)
+    if splits.train is not None and (training_args.sortish_sampler or training_args.max_tokens_per_batch):
+        splits.train_lengths = example_lengths(
+            tokenizer, data_args.data_dir, "train", len(splits.train), data_args.max_source_length
         )
+    return splits
 
+
+def trainer_kwargs(model, tokenizer, data_args: DataTrainingArguments, training_args, splits: Splits) -> dict:
+    """Arguments of a LegacySeq2SeqTrainer (or subclass): datasets, collator, metrics, the classic-outputs callback."""
     collator = Seq2SeqDataCollator(
         tokenizer,
         data_args.max_source_length,
@@ -265,88 +284,109 @@ def main() -> None:
         model=model,
         return_ids=False,
     )
-    # Generation during evaluation: val length limit and beams (test gets its own below).
+    # Generation during evaluation: val length limit and beams (test gets its own in run_stages).
     training_args.generation_max_length = data_args.val_max_target_length
     training_args.generation_num_beams = data_args.eval_beams
-    eval_references = [eval_dataset[i]["tgt_texts"] for i in range(len(eval_dataset))] if eval_dataset else None
     generating = training_args.predict_with_generate
+    compute_metrics = None
+    if generating and splits.val is not None:
+        references = [splits.val[i]["tgt_texts"] for i in range(len(splits.val))]
+        compute_metrics = make_compute_metrics(tokenizer, references, data_args.task)
     best_metric = ("rouge2" if "summarization" in data_args.task else "bleu") if generating else "loss"
-    trainer = LegacySeq2SeqTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        data_collator=collator,
-        compute_metrics=make_compute_metrics(tokenizer, eval_references, data_args.task)
-        if generating and eval_dataset
-        else None,
-        train_lengths=train_lengths,
-        callbacks=[
-            ClassicOutputsCallback(
-                training_args.output_dir, best_metric, greater_is_better=best_metric != "loss", tokenizer=tokenizer
-            )
-        ],
+    callback = ClassicOutputsCallback(
+        training_args.output_dir, best_metric, greater_is_better=best_metric != "loss", tokenizer=tokenizer
     )
-    if trainer.is_world_process_zero():
-        write_run_info(
-            training_args.output_dir,
-            {"model": asdict(model_args), "data": asdict(data_args), "training": training_args.to_dict()},
-        )
+    return {
+        "model": model,
+        "args": training_args,
+        "train_dataset": splits.train,
+        "eval_dataset": splits.val,
+        "processing_class": tokenizer,
+        "data_collator": collator,
+        "compute_metrics": compute_metrics,
+        "train_lengths": splits.train_lengths,
+        "callbacks": [callback],
+    }
 
-    # Train.
+
+def run_stages(trainer, tokenizer, data_args: DataTrainingArguments, splits: Splits, last_checkpoint) -> dict:
+    """Train, evaluate on val, predict on test as the flags say, writing the classic outputs; returns all metrics."""
+    training_args = trainer.args
+    output_dir = training_args.output_dir
+    all_metrics = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
         trainer.save_model()
-        metrics = {**train_result.metrics, **trainer.padding_metrics(), "train_n_objs": len(train_dataset)}
+        metrics = {**train_result.metrics, **trainer.padding_metrics(), "train_n_objs": len(splits.train)}
         trainer.log_metrics("train", metrics)
         save_results(trainer, "train", metrics)
         if trainer.is_world_process_zero():
-            trainer.state.save_to_json(os.path.join(training_args.output_dir, "trainer_state.json"))
+            trainer.state.save_to_json(os.path.join(output_dir, "trainer_state.json"))
+        all_metrics.update(metrics)
 
-    # Evaluate on val.
     if training_args.do_eval:
         # The callback would file this final evaluation as a training-time one: it is recorded below instead.
         trainer.remove_callback(ClassicOutputsCallback)
         metrics = trainer.evaluate(metric_key_prefix="val")
-        metrics["val_n_objs"] = len(eval_dataset)
+        metrics["val_n_objs"] = len(splits.val)
         metrics["val_loss"] = round(metrics["val_loss"], 4)
         trainer.log_metrics("val", metrics)
         save_results(trainer, "val", metrics)
         if trainer.is_world_process_zero():
-            append_metrics(training_args.output_dir, "val", {"step": trainer.state.global_step, **metrics})
+            append_metrics(output_dir, "val", {"step": trainer.state.global_step, **metrics})
+        all_metrics.update(metrics)
 
     # Predict on test: generations in input order, one per line, scored against test.target.
     if training_args.do_predict:
         output = trainer.predict(
-            test_dataset,
+            splits.test,
             metric_key_prefix="test",
             max_length=data_args.test_max_target_length,
             num_beams=data_args.eval_beams,
         )
-        metrics = {**output.metrics, "test_n_objs": len(test_dataset)}
+        metrics = {**output.metrics, "test_n_objs": len(splits.test)}
         metrics["test_loss"] = round(metrics["test_loss"], 4)
-        if generating:
-            predictions, gen_len = decode_predictions(tokenizer, output.predictions, len(test_dataset))
-            references = [test_dataset[i]["tgt_texts"] for i in range(len(test_dataset))]
-            metrics.update(
-                {f"test_{key}": value for key, value in score(predictions, references, data_args.task).items()}
-            )
+        if training_args.predict_with_generate:
+            predictions, gen_len = decode_predictions(tokenizer, output.predictions, len(splits.test))
+            references = [splits.test[i]["tgt_texts"] for i in range(len(splits.test))]
+            scores = score(predictions, references, data_args.task)
+            metrics.update({f"test_{key}": value for key, value in scores.items()})
             metrics["test_gen_len"] = gen_len
             if trainer.is_world_process_zero():
-                path = os.path.join(training_args.output_dir, "test_generations.txt")
+                path = os.path.join(output_dir, "test_generations.txt")
                 write_txt_file(predictions, f"{path}.tmp")
                 os.replace(f"{path}.tmp", path)
         trainer.log_metrics("test", metrics)
         save_results(trainer, "test", metrics)
         if trainer.is_world_process_zero():
-            write_results_txt(os.path.join(training_args.output_dir, "test_results.txt"), metrics)
-            append_metrics(training_args.output_dir, "test", {"step": trainer.state.global_step, **metrics})
+            write_results_txt(os.path.join(output_dir, "test_results.txt"), metrics)
+            append_metrics(output_dir, "test", {"step": trainer.state.global_step, **metrics})
+        all_metrics.update(metrics)
+    return all_metrics
 
+
+def main() -> None:
+    # Parse and check everything before loading anything.
+    model_args, data_args, training_args = parse_args()
+    setup_logging(training_args)
+    last_checkpoint = validate_args(model_args, data_args, training_args)
+    prepare_run(training_args, last_checkpoint)
+
+    # Model and tokenizer, task settings, languages, freezing; then the data.
+    config, tokenizer, model = load_model_and_tokenizer(model_args, training_args)
+    prefix = prepare_model(model, tokenizer, data_args, model_args.freeze_embeds, model_args.freeze_encoder)
+    splits = load_splits(tokenizer, data_args, training_args, prefix)
+
+    trainer = LegacySeq2SeqTrainer(**trainer_kwargs(model, tokenizer, data_args, training_args, splits))
     if trainer.is_world_process_zero():
-        logger.info(
-            f"Outputs in {os.path.abspath(training_args.output_dir)}: {', '.join(sorted(os.listdir(training_args.output_dir)))}"
+        write_run_info(
+            training_args.output_dir,
+            {"model": asdict(model_args), "data": asdict(data_args), "training": training_args.to_dict()},
         )
+    run_stages(trainer, tokenizer, data_args, splits, last_checkpoint)
+    if trainer.is_world_process_zero():
+        written = ", ".join(sorted(os.listdir(training_args.output_dir)))
+        logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: {written}")
 
 
 def cli() -> None:

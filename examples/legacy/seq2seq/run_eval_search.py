@@ -20,7 +20,6 @@ import logging
 from pathlib import Path
 
 from run_eval import main as run_eval_main
-
 from utils import ROUGE_KEYS, UsageError, run_cli, save_json
 
 
