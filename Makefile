@@ -4,13 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 TINY_MODELS := .cache/tiny-models
+# The Keras twins run in their own venv: transformers 4.57.6 + TensorFlow (transformers 5 has no TF models).
+VENV_TF := .venv-tf
+PY_TF := $(VENV_TF)/bin/python
+TINY_TF_MODELS := .cache/tiny-models-tf
 DEMO_OUTPUT := outputs/demo-summarization
 # Tests and the demo never touch the network: local paths only, hub lookups fail fast.
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test check style fix-copies tiny-models clean
+.PHONY: setup demo test check style fix-copies tiny-models clean setup-tf test-tf tiny-tf-models
 
 # The venv is rebuilt only when requirements.txt changes (the stamp file is newer otherwise).
 $(VENV)/.setup-done: requirements.txt utils/install_nltk_data.py
@@ -23,6 +27,18 @@ $(VENV)/.setup-done: requirements.txt utils/install_nltk_data.py
 
 setup: $(VENV)/.setup-done
 
+# The TF venv, built the same way (rebuilt only when its requirements change).
+$(VENV_TF)/.setup-done: examples/tensorflow/requirements.txt utils/install_nltk_data.py
+	test -x $(PY_TF) || $(PYTHON) -m venv $(VENV_TF)
+	$(PY_TF) -m pip install --quiet -r examples/tensorflow/requirements.txt
+	$(PY_TF) utils/install_nltk_data.py
+	touch $@
+
+setup-tf: $(VENV_TF)/.setup-done
+
+tiny-tf-models: setup-tf
+	$(PY_TF) utils/create_tiny_tf_models.py --output_dir $(TINY_TF_MODELS)
+
 tiny-models: setup
 	$(PY) utils/create_tiny_models.py --output_dir $(TINY_MODELS)
 
@@ -30,8 +46,13 @@ demo: tiny-models
 	$(PY) examples/pytorch/summarization/run_summarization.py examples/pytorch/summarization/demo.yaml
 	$(PY) utils/show_results.py $(DEMO_OUTPUT)
 
-test: setup check
-	$(PY) -m pytest -n 2 --durations=15 tests
+test: setup setup-tf check
+	$(PY) -m pytest -n 2 --durations=15 --ignore=tests/tensorflow tests
+	$(PY_TF) -m pytest -n 2 --durations=15 tests/tensorflow
+
+# The Keras twins' tests only, in .venv-tf.
+test-tf: setup-tf
+	$(PY_TF) -m pytest -n 2 --durations=15 tests/tensorflow
 
 # Lint, formatting, and the `# Copied from` blocks that keep self-contained scripts in sync.
 check: setup
