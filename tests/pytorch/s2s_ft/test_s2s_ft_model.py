@@ -148,6 +148,19 @@ def test_cached_decoding_equals_full_recomputation(bert):
         cached = gold_incremental_logits(model, ids, SOURCES[0], gold, pos_shift, use_cache=True)
         full = gold_incremental_logits(model, ids, SOURCES[0], gold, pos_shift, use_cache=False)
         assert torch.allclose(cached, full, atol=1e-4)
+    # Reordering rows (beam back-pointers) keeps the cache consistent: permute, then continue.
+    for pos_shift in (False, True):
+        decoders = [
+            IncrementalDecoder(model, source_batch(SOURCES, ids, pos_shift, 0), ids, 1, pos_shift, use_cache)
+            for use_cache in (True, False)
+        ]
+        with torch.no_grad():
+            for decoder in decoders:
+                decoder.first()
+                decoder.next(torch.tensor([120, 121, 122, 123]))
+                decoder.reorder(torch.tensor([2, 0, 3, 3]))
+            logits = [decoder.next(torch.tensor([130, 131, 132, 133])) for decoder in decoders]
+        assert torch.allclose(logits[0], logits[1], atol=1e-4)
     for beam_size in (1, 3):
         options = DecodeOptions(max_tgt_length=7, beam_size=beam_size, forbid_duplicate_ngrams=True, ngram_size=2)
         with_cache = decode(model, SOURCES, ids, options, batch_size=3)

@@ -197,7 +197,6 @@ def test_prepare_qg_data(tmp_path):
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        ({"--mask_way": "v3"}, "--mask_way must be one of v0, v1, v2"),
         ({"--finetuning_mode": "masked", "--num_max_mask_token": 0}, "--num_max_mask_token must be at least 1"),
     ],
 )
@@ -206,7 +205,7 @@ def test_training_usage_errors(tiny_models, tmp_path, overrides, expected):
     assert_usage_error(run_example(args, expect_success=False), expected, tmp_path / "out")
 
 
-def test_decoding_usage_errors(tiny_models, tmp_path):
+def test_decoding_usage_errors(tiny_models):
     args = [SCRIPTS / "decode_seq2seq.py", "--model_path", tiny_models / "bert", "--input_file", COPY / "test.jsonl"]
     result = run_example([*args, "--max_seq_length", 20, "--max_tgt_length", 18], expect_success=False)
     assert_usage_error(result, "--max_tgt_length 18 leaves no room for the source")
