@@ -345,3 +345,20 @@ def test_distillation_usage_errors(teacher_dir, tmp_path, extra, expected):
     args = [SCRIPT, "--teacher", teacher_dir, "--data_dir", EN_RO, "--output_dir", tmp_path / "out", "--do_train",
             "--report_to", "none", *extra]  # fmt: skip
     assert_usage_error(run_example(args, expect_success=False), expected, output_dir=tmp_path / "out")
+
+
+def test_pseudo_labels_replace_train_and_val_targets_only(teacher_dir, tmp_path):
+    save_dir = tmp_path / "pl"
+    run_example(
+        ["examples/legacy/seq2seq/pseudo_label.py", teacher_dir, EN_RO, save_dir, "--bs", "4", "--max_length=12"]
+    )
+    for split in ("train", "val", "test"):
+        assert read_lines(save_dir / f"{split}.source") == read_lines(EN_RO / f"{split}.source")
+    assert read_lines(save_dir / "test.target") == read_lines(EN_RO / "test.target")
+    for split in ("train", "val"):
+        labels = read_lines(save_dir / f"{split}.target")
+        assert len(labels) == len(read_lines(EN_RO / f"{split}.source")) and labels != read_lines(
+            EN_RO / f"{split}.target"
+        )
+    info = read_json(save_dir / "pseudo_labels.json")
+    assert info["splits"] == {"test": "copied", "train": "pseudo-labelled", "val": "pseudo-labelled"}

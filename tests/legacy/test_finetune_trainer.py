@@ -1,5 +1,8 @@
 """examples/legacy/seq2seq/finetune_trainer.py end to end on tiny models and the shipped `.source/.target` data."""
 
+import os
+import shutil
+
 import pytest
 import sacrebleu
 import torch
@@ -184,3 +187,20 @@ def test_usage_errors_are_one_line(tiny_models, tmp_path, case, expected):
         args += ["--sortish_sampler", "--max_tokens_per_batch", "100"]
     result = run_example(args, expect_success=False)
     assert_usage_error(result, expected, output_dir=checked_out)
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_models, tmp_path):
+    """A folder holding only checkpoints and run files (what a killed job leaves) is resumed, not refused."""
+    out = tmp_path / "out"
+    args = [SCRIPT, "--model_name_or_path", tiny_models / "t5", "--data_dir", EN_RO, "--output_dir", out,
+            "--task", "translation", "--do_train", "--save_steps", "2", "--logging_steps", "1", *COMMON]  # fmt: skip
+    run_example([*args, "--max_steps", "2"])
+    for name in os.listdir(out):  # keep what exists while a job runs: checkpoint-2, hparams.json, git_log.json
+        if not name.startswith("checkpoint-") and name not in ("hparams.json", "git_log.json"):
+            path = out / name
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    result = run_example([*args, "--max_steps", "4"])
+    assert "Resuming training from" in result.stdout + result.stderr
+    state = read_json(out / "trainer_state.json")
+    assert state["global_step"] == 4
+    assert [row["step"] for row in state["log_history"] if "loss" in row] == [1, 2, 3, 4]

@@ -430,10 +430,19 @@ def hidden_state_matches(student, teacher, supervise_forward: bool) -> dict[str,
 
 def compare_teacher_and_student(teacher_path: str, student_path: str, data_args, training_args) -> list[dict]:
     """Generate the test set with the teacher and the trained student through run_eval.py (same settings, one
-    after the other in this process), and return one row per model: params, samples/s, scores."""
+    after the other in this process, after a warm-up), and return one row per model: params, samples/s,
+    generated tokens/s, mean generated length, scores. The speed-up is samples/s relative to the teacher: a
+    student that stops earlier (or later) than the teacher gains (or loses) for that reason too, which gen_len
+    shows."""
     folder = os.path.join(training_args.output_dir, "compare")
     os.makedirs(folder, exist_ok=True)
     rows = []
+    # Warm-up (first-call allocations and kernel choices), so neither model pays them inside its timing.
+    warm = os.path.join(folder, "warmup.txt")
+    run_eval.main(
+        [teacher_path, os.path.join(data_args.data_dir, "test.source"), warm, "--n_obs", "2", "--max_length", "4"]
+    )
+    os.remove(warm)
     for name, path in (("teacher", teacher_path), ("student", student_path)):
         argv = [
             path,
@@ -467,6 +476,8 @@ def compare_teacher_and_student(teacher_path: str, student_path: str, data_args,
                 "path": path,
                 "params": count_parameters(model)[1],
                 "samples_per_second": scores["samples_per_second"],
+                "tokens_per_second": scores["generated_tokens_per_second"],
+                "gen_len": round(scores["generated_tokens_per_second"] / max(scores["samples_per_second"], 1e-9), 1),
                 **{key: scores[key] for key in metric_keys},
             }
         )
@@ -478,13 +489,13 @@ def compare_teacher_and_student(teacher_path: str, student_path: str, data_args,
 
 def print_table(rows: list[dict]) -> None:
     metric_keys = [key for key in ("bleu", "rouge1", "rouge2", "rougeL", "rougeLsum") if key in rows[0]]
-    print("\n| model | params | samples/s | speed-up | " + " | ".join(metric_keys) + " |")
-    print("|---" * (4 + len(metric_keys)) + "|")
+    print("\n| model | params | samples/s | tokens/s | gen len | speed-up | " + " | ".join(metric_keys) + " |")
+    print("|---" * (6 + len(metric_keys)) + "|")
     for row in rows:
         metrics = " | ".join(f"{row[key]:.2f}" for key in metric_keys)
         print(
             f"| {row['model']} | {row['params'] / 1e6:.2f}M | {row['samples_per_second']:.2f} | "
-            f"{row['speedup']:.2f}x | {metrics} |"
+            f"{row['tokens_per_second']:.1f} | {row['gen_len']} | {row['speedup']:.2f}x | {metrics} |"
         )
 
 

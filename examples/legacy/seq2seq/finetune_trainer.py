@@ -204,7 +204,9 @@ def setup_logging(training_args: LegacySeq2SeqTrainingArguments) -> None:
         datefmt="%m/%d/%Y %H:%M:%S",
         handlers=[logging.StreamHandler(sys.stdout)],
     )
-    logger.setLevel(training_args.get_process_log_level())
+    # Our own messages at info level on the main process; the libraries keep their (quieter) default.
+    logger.setLevel(logging.INFO if training_args.should_log else training_args.get_process_log_level())
+    logging.getLogger("distillation").setLevel(logger.level)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
 
 
