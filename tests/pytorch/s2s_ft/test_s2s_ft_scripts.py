@@ -159,10 +159,13 @@ def test_resume_after_a_kill_gives_the_same_weights(tiny_models, tmp_path):
         tmp_path / "run",
         "pseudo_masked",
         **{"--max_steps": 12, "--save_steps": 6, "--logging_steps": 3, "--per_device_train_batch_size": 8},
+        # 520 + 12 positions: the 512-row table is extended by tiling, and the resume must load the bigger one.
+        **{"--max_source_seq_length": 520},
         **{"--hidden_dropout_prob": None, "--attention_probs_dropout_prob": None, "--target_mask_prob": 0.5},
     )
     run_example(args)
     straight, straight_losses = model_weights(tmp_path / "run"), train_losses(tmp_path / "run")
+    assert read_json(tmp_path / "run" / "config.json")["max_position_embeddings"] == 532
     assert len(straight_losses) == 4
     # Leave the folder as a job killed right after checkpoint-6 would have: only that checkpoint.
     for path in (tmp_path / "run").iterdir():
