@@ -1,6 +1,7 @@
 """make_student.py and distillation.py: layer copying, the loss terms, and end-to-end runs on tiny models."""
 
 import json
+import sys
 import warnings
 
 import pytest
@@ -362,3 +363,17 @@ def test_pseudo_labels_replace_train_and_val_targets_only(teacher_dir, tmp_path)
         )
     info = read_json(save_dir / "pseudo_labels.json")
     assert info["splits"] == {"test": "copied", "train": "pseudo-labelled", "val": "pseudo-labelled"}
+
+
+@pytest.mark.slow
+def test_one_command_recipe_runs_offline(tmp_path):
+    """distil_recipe.sh as the README gives it (shorter): teacher -> 12-3 student -> KD -> table."""
+    result = run_example(
+        ["examples/legacy/seq2seq/distil_recipe.sh", EN_RO, tmp_path / "recipe"],
+        launcher=["bash"],
+        env={"PYTHON": sys.executable, "TEACHER_EPOCHS": "2", "EPOCHS": "1", "STUDENT_LAYERS": "3"},
+    )
+    rows = read_json(tmp_path / "recipe" / "student_12_3" / "teacher_vs_student.json")
+    assert [row["model"] for row in rows] == ["teacher", "student"] and "bleu" in rows[1]
+    assert AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "recipe" / "teacher").config.decoder_layers == 12
+    assert "| student |" in result.stdout
