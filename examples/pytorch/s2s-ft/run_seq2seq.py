@@ -336,8 +336,9 @@ def check_probabilities(data_args: DataTrainingArguments) -> None:
         raise UsageError(f"--finetuning_mode must be one of {', '.join(MODES)}, got '{data_args.finetuning_mode}'")
     for name in ("target_mask_prob", "source_mask_prob", "keep_prob", "random_prob", "label_smoothing"):
         value = getattr(data_args, name)
-        if not 0 <= value < 1 or (name.endswith("mask_prob") and value > 1):
-            raise UsageError(f"--{name} must be in [0, 1), got {value}")
+        closed = name.endswith("mask_prob")  # corrupting every token is allowed; a keep/random/smoothing of 1 is not
+        if not (0 <= value <= 1 if closed else 0 <= value < 1):
+            raise UsageError(f"--{name} must be in [0, 1{']' if closed else ')'}, got {value}")
     if data_args.keep_prob + data_args.random_prob > 1:
         raise UsageError(
             f"--keep_prob {data_args.keep_prob} + --random_prob {data_args.random_prob} exceed 1; lower one of them"

@@ -162,7 +162,7 @@ def test_cached_decoding_equals_full_recomputation(bert):
             logits = [decoder.next(torch.tensor([130, 131, 132, 133])) for decoder in decoders]
         assert torch.allclose(logits[0], logits[1], atol=1e-4)
     for beam_size in (1, 3):
-        options = DecodeOptions(max_tgt_length=7, beam_size=beam_size, forbid_duplicate_ngrams=True, ngram_size=2)
+        options = DecodeOptions(max_tgt_length=5, beam_size=beam_size, forbid_duplicate_ngrams=True, ngram_size=2)
         with_cache = decode(model, SOURCES, ids, options, batch_size=3)
         options.use_cache = False
         without = decode(model, SOURCES, ids, options, batch_size=3)
