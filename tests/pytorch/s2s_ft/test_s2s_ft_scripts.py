@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -177,6 +178,25 @@ def test_resume_after_a_kill_gives_the_same_weights(tiny_models, tmp_path):
     for name, tensor in straight.items():
         assert torch.allclose(tensor, resumed[name], atol=1e-6), name
     assert train_losses(tmp_path / "run")[-2:] == pytest.approx(straight_losses[-2:], abs=1e-5)
+
+
+def test_roberta_on_two_processes(tiny_models, tmp_path):
+    """A converted RoBERTa (one token type for both segments) trains under torchrun on two CPU processes."""
+    torchrun = [Path(sys.executable).parent / "torchrun", "--nproc_per_node", 2]
+    args = train_args(
+        tiny_models,
+        tmp_path / "out",
+        "masked",
+        **{"--model_type": "roberta", "--model_name_or_path": tiny_models / "roberta"},
+        **{"--max_steps": 4, "--logging_steps": 2, "--per_device_train_batch_size": 4, "--use_cpu": "true"},
+    )
+    result = run_example(args, launcher=torchrun)
+    logged = result.stdout + result.stderr
+    assert "Process rank: 0" in logged and "Process rank: 1" in logged and logged.count("world size: 2") == 2
+    config = read_json(tmp_path / "out" / "config.json")
+    assert config["s2s_ft_mode"] == "masked" and config["type_vocab_size"] == 1 and config["target_type_id"] == 0
+    assert config["pad_token_id"] == 1 and config["max_position_embeddings"] == 512
+    assert len(train_losses(tmp_path / "out")) == 2
 
 
 def test_prepare_qg_data(tmp_path):
