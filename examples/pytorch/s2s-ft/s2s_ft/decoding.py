@@ -173,8 +173,8 @@ def greedy_search(decoder: IncrementalDecoder, ids: SpecialIds, options: DecodeO
         apply_bans(log_probs, histories, step, ids, options)
         tokens = log_probs.argmax(-1)
         scores += torch.where(finished, 0.0, raw.gather(1, tokens.unsqueeze(1)).squeeze(1))
-        for row, token in enumerate(tokens.tolist()):
-            if not finished[row]:
+        for row, (token, done) in enumerate(zip(tokens.tolist(), finished.tolist(), strict=True)):
+            if not done:
                 histories[row].append(token)
         finished |= tokens == ids.sep
         if finished.all() or step == options.max_tgt_length:
@@ -203,7 +203,8 @@ def beam_search(decoder: IncrementalDecoder, ids: SpecialIds, options: DecodeOpt
     """Beam search (spec §10.4). Each finished hypothesis (first EOS) becomes a candidate with its score and
     length (EOS included); an ended beam is extended only by BAN-penalised EOS, so it is dropped while live
     candidates exist. Stops when all beams of all rows have ended, or after max_tgt_length steps, when the live
-    beams become candidates too. The best candidate by `rank_score` is returned, with a per-step `trace`."""
+    beams become candidates too. Per row: the best candidate by `rank_score`, its score and length, and all
+    candidates; the first row's result also carries the batch's per-step `trace` (chosen tokens, parent beams)."""
     beams = options.beam_size
     logits = decoder.first()
     rows, vocab = logits.shape
