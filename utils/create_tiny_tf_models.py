@@ -17,6 +17,8 @@ tokenizer trained on `tests/fixtures/tokenizer_corpus/` with the same corpus rea
                                                                      then 100 <extra_id_N> sentinels
     bart     TFBartForConditionalGeneration    BartTokenizerFast     byte-level BPE (tokenizers)
     marian   TFMarianMTModel                   MarianTokenizer       sentencepiece Unigram as source.spm = target.spm
+    mbart    TFMBartForConditionalGeneration   MBartTokenizerFast    <s>, <pad>, </s>, <unk>, Unigram pieces, the 25
+                                                                     mBART-cc25 language codes, <mask> (en_XX -> ro_RO)
 
 Sizes are those of the PyTorch tiny models (2+2 layers, width 64, 4 heads, feed-forward 128, 512 positions).
 The same seed gives the same weights. A finished build writes `.build_stamp.json` (a hash of this script, the
@@ -59,7 +61,7 @@ from create_tiny_models import (
     write_stamp,
 )
 
-ALL_MODELS = ("t5", "bart", "marian")
+ALL_MODELS = ("t5", "bart", "marian", "mbart")
 
 
 def t5_sentencepiece() -> bytes:
@@ -80,6 +82,25 @@ def t5_sentencepiece() -> bytes:
     unk.piece, unk.score, unk.type = "<unk>", 0.0, model_pb2.ModelProto.SentencePiece.UNKNOWN
     proto.pieces.extend([pad, eos, unk, *pieces[2:]])
     proto.trainer_spec.pad_id, proto.trainer_spec.eos_id, proto.trainer_spec.unk_id = 0, 1, 2
+    return proto.SerializeToString()
+
+
+def mbart_sentencepiece() -> bytes:
+    """The shared Unigram model laid out as fairseq's mBART model file: `<unk>`=0, `<s>`=1, `</s>`=2, then the pieces.
+
+    MBartTokenizerFast converts such a file into `<s>`, `<pad>`, `</s>`, `<unk>`, the pieces (from id 3 on),
+    the language codes and `<mask>`; a `<s>` control piece is inserted so no learned piece is skipped.
+    """
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    proto = model_pb2.ModelProto()
+    proto.ParseFromString(train_sentencepiece("unigram"))
+    pieces = list(proto.pieces)
+    del proto.pieces[:]
+    bos = model_pb2.ModelProto.SentencePiece()
+    bos.piece, bos.score, bos.type = "<s>", 0.0, model_pb2.ModelProto.SentencePiece.CONTROL
+    proto.pieces.extend([pieces[0], bos, *pieces[1:]])
+    proto.trainer_spec.unk_id, proto.trainer_spec.bos_id, proto.trainer_spec.eos_id = 0, 1, 2
     return proto.SerializeToString()
 
 
@@ -203,7 +224,32 @@ def build_marian(folder: Path, seed: int) -> None:
         save_model(folder, TFMarianMTModel, config, tokenizer, seed)
 
 
-BUILDERS = {"t5": build_t5, "bart": build_bart, "marian": build_marian}
+def build_mbart(folder: Path, seed: int) -> None:
+    """mBART: `<s>`=0, `<pad>`=1, `</s>`=2, `<unk>`=3, pieces, the 25 language codes, `<mask>` last.
+
+    No `decoder_start_token_id`: the scripts set it to the target language code.
+    """
+    from transformers import MBartConfig, MBartTokenizerFast, TFMBartForConditionalGeneration
+
+    with tempfile.TemporaryDirectory() as scratch:
+        spm_file = Path(scratch) / "sentencepiece.bpe.model"
+        spm_file.write_bytes(mbart_sentencepiece())
+        tokenizer = MBartTokenizerFast(
+            vocab_file=str(spm_file), src_lang="en_XX", tgt_lang="ro_RO", model_max_length=MODEL_MAX_LENGTH
+        )
+        config = MBartConfig(
+            vocab_size=len(tokenizer),
+            **seq2seq_sizes(),
+            bos_token_id=tokenizer.bos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=None,
+            forced_eos_token_id=tokenizer.eos_token_id,
+        )
+        save_model(folder, TFMBartForConditionalGeneration, config, tokenizer, seed)
+
+
+BUILDERS = {"t5": build_t5, "bart": build_bart, "marian": build_marian, "mbart": build_mbart}
 
 
 def check_folder(name: str, folder: Path) -> None:

@@ -55,7 +55,7 @@ def command(model_dir, output_dir, **overrides) -> list:
         "--per_device_eval_batch_size": 10,
         "--max_source_length": 64,
         "--max_target_length": 64,
-        "--generation_max_length": 32,
+        "--generation_max_length": 16,  # the tiny models generate to the limit: each token costs eager steps
         "--use_xla_generation": "False",
         "--seed": 3,
         **overrides,
@@ -98,42 +98,64 @@ def test_marian_run_writes_every_output_and_true_bleu(tiny_tf_models, tmp_path):
 
 
 def test_t5_on_text_pairs_and_csv_with_a_prefix(tiny_tf_models, tmp_path):
-    """Train on line-aligned PREFIX.en/PREFIX.ro files, evaluate on a CSV, translate a source-only file."""
+    """Train on line-aligned PREFIX.en/PREFIX.ro files, translate a CSV; BLEU/chrF equal sacrebleu's."""
     rows = [row["translation"] for row in read_jsonl(WMT16)]
     write_lines(tmp_path / "train.en", [row["en"] for row in rows])
     write_lines(tmp_path / "train.ro", [row["ro"] for row in rows])
-    with open(tmp_path / "valid.csv", "w", encoding="utf-8", newline="") as handle:
+    with open(tmp_path / "test.csv", "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["en", "ro"])
         writer.writeheader()
-        writer.writerows(rows[:4])
-    write_lines(tmp_path / "test.en", [row["en"] for row in rows[:6]])  # no test.ro: translated, not scored
+        writer.writerows(rows[:6])
     output_dir = tmp_path / "out"
     overrides = {
         "--train_file": tmp_path / "train",
-        "--validation_file": tmp_path / "valid.csv",
-        "--test_file": tmp_path / "test",
+        "--test_file": tmp_path / "test.csv",
+        "--do_eval": None,
+        "--validation_file": None,
         "--source_prefix": "translate English to Romanian: ",
         "--num_train_epochs": 1,
     }
     result = run_tf(command(tiny_tf_models / "t5", output_dir, **overrides))
+    assert "T5 models were trained with task prefixes" not in result.stdout + result.stderr
     results = read_json(output_dir / "all_results.json")
-    assert (results["train_samples"], results["eval_samples"], results["predict_samples"]) == (10, 4, 6)
-    assert "eval_bleu" in results and "predict_bleu" not in results and "predict_gen_len" in results
+    assert (results["train_samples"], results["predict_samples"], results["train_steps"]) == (10, 6, 5)
     assert len(read_lines(output_dir / "generated_predictions.txt")) == 6
-    assert "translations are written but not scored" in result.stdout + result.stderr
+    write_lines(tmp_path / "ref.ro", [row["ro"] for row in rows[:6]])
+    expected = sacrebleu_cli(output_dir / "generated_predictions.txt", [tmp_path / "ref.ro"])
+    assert {"bleu": results["predict_bleu"], "chrf": results["predict_chrf"]} == expected
+
+
+def test_mbart_target_code_starts_decoding(tiny_tf_models, tmp_path):
+    output_dir = tmp_path / "out"
+    overrides = {"--source_lang": "en_XX", "--target_lang": "ro_RO", "--do_train": None, "--do_eval": None}
+    overrides |= {"--max_predict_samples": 4, "--generation_max_length": 8}
+    result = run_tf(command(tiny_tf_models / "mbart", output_dir, **overrides))
+    ro_id = read_json(tiny_tf_models / "mbart" / "tokenizer.json")["added_tokens"]
+    ro_id = next(token["id"] for token in ro_id if token["content"] == "ro_RO")
+    assert (
+        f"en_XX -> ro_RO; decoding starts from id {ro_id}, forced first token: None" in result.stdout + result.stderr
+    )
+    assert len(read_lines(output_dir / "generated_predictions.txt")) == 4
+    assert "predict_bleu" in read_json(output_dir / "all_results.json")
 
 
 # Bad input: one `error:` line naming the problem and the fix, exit code 2, no traceback, nothing written.
-# Each case is a TF process (~8 s of imports): two translation-specific checks, before and after loading data.
+# Each case is a TF process (~8 s of imports): two translation-specific checks, before and after loading the model.
 BAD_INPUTS = {
     "no language flags": ({"--source_lang": None}, "pass --source_lang and --target_lang"),
-    "language not in the data": ({"--target_lang": "de"}, "no 'de' texts in"),
+    "unknown mBART code": (
+        {"--model_name_or_path": "{models}/mbart", "--source_lang": "en_XX", "--target_lang": "ro"},
+        "--target_lang 'ro' is not a language code of this tokenizer; did you mean ro_RO?",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_fails_with_one_clear_line(case, tiny_tf_models, tmp_path):
     changes, expected = BAD_INPUTS[case]
+    changes = {
+        flag: value if value is None else value.format(models=tiny_tf_models) for flag, value in changes.items()
+    }
     output_dir = tmp_path / "out"
     result = run_tf(command(tiny_tf_models / "marian", output_dir, **changes), expect_success=False)
     assert_usage_error(result, expected, output_dir)

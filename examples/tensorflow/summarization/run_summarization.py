@@ -796,7 +796,18 @@ def make_metric_fn(tokenizer, references: list[str | list[str]], max_length: int
 
 
 def make_generate_function(model, generate_kwargs: dict, use_xla: bool):
-    """Return `generate(input_ids, attention_mask)`: XLA-compiled (one compilation per input shape) or eager."""
+    """Return `generate(input_ids, attention_mask)`: XLA-compiled (one compilation per input shape) or eager.
+
+    XLA generation cannot ban repeated n-grams, so a model whose generation config sets `no_repeat_ngram_size`
+    (BART-large-CNN: 3) generates without it under XLA, with a warning; `generate_kwargs` is updated to match.
+    """
+    banned_ngrams = generate_kwargs.get("no_repeat_ngram_size", model.generation_config.no_repeat_ngram_size)
+    if use_xla and banned_ngrams:
+        logger.warning(
+            f"no_repeat_ngram_size={banned_ngrams} (from the model's generation config) does not work with XLA "
+            "generation and is turned off; pass --use_xla_generation False to keep it"
+        )
+        generate_kwargs["no_repeat_ngram_size"] = 0
 
     def generate(input_ids, attention_mask):
         return model.generate(input_ids, attention_mask=attention_mask, **generate_kwargs)

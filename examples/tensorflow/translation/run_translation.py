@@ -772,6 +772,10 @@ def set_up_language_codes(model, tokenizer, data_args: DataTrainingArguments) ->
         forced_bos_id = tokenizer.convert_tokens_to_ids(data_args.forced_bos_token)
     if forced_bos_id is not None:
         model.generation_config.forced_bos_token_id = forced_bos_id
+    logger.info(
+        f"{type(tokenizer).__name__}: {data_args.source_lang} -> {data_args.target_lang}; decoding starts from id "
+        f"{model.config.decoder_start_token_id}, forced first token: {forced_bos_id}"
+    )
 
 
 # Copied from examples.tensorflow.summarization.run_summarization.fit_position_embeddings
@@ -911,7 +915,18 @@ def make_metric_fn(tokenizer, references: list[str | list[str]], bleu_tokenize: 
 
 # Copied from examples.tensorflow.summarization.run_summarization.make_generate_function
 def make_generate_function(model, generate_kwargs: dict, use_xla: bool):
-    """Return `generate(input_ids, attention_mask)`: XLA-compiled (one compilation per input shape) or eager."""
+    """Return `generate(input_ids, attention_mask)`: XLA-compiled (one compilation per input shape) or eager.
+
+    XLA generation cannot ban repeated n-grams, so a model whose generation config sets `no_repeat_ngram_size`
+    (BART-large-CNN: 3) generates without it under XLA, with a warning; `generate_kwargs` is updated to match.
+    """
+    banned_ngrams = generate_kwargs.get("no_repeat_ngram_size", model.generation_config.no_repeat_ngram_size)
+    if use_xla and banned_ngrams:
+        logger.warning(
+            f"no_repeat_ngram_size={banned_ngrams} (from the model's generation config) does not work with XLA "
+            "generation and is turned off; pass --use_xla_generation False to keep it"
+        )
+        generate_kwargs["no_repeat_ngram_size"] = 0
 
     def generate(input_ids, attention_mask):
         return model.generate(input_ids, attention_mask=attention_mask, **generate_kwargs)
