@@ -143,38 +143,14 @@ def check_plain_generation_gives_the_xla_predictions(trained_dir, tmp_path) -> N
     assert results["predict_samples"] == 10 and "predict_gen_len" in results
 
 
-def check_resume_matches_the_uninterrupted_run(straight_dir, model_dir, tmp_path) -> None:
-    """A folder left by a run killed after epoch 1 (only checkpoint-5): the same training command resumes it and
-    ends with the uninterrupted run's per-epoch losses."""
-    output_dir = tmp_path / "killed"
-    output_dir.mkdir()
-    shutil.copytree(straight_dir / "checkpoint-5", output_dir / "checkpoint-5")
-    # The same training, without eval/predict (they do not change the weights or the data order).
-    overrides = {"--source_prefix": "summarize: ", "--do_eval": None, "--do_predict": None, "--test_file": None}
-    result = run_tf(command(model_dir, output_dir, **overrides, **{"--validation_file": None}))
-    assert "Resuming training from" in result.stdout + result.stderr
-    straight = read_json(straight_dir / "trainer_state.json")["log_history"]
-    resumed = read_json(output_dir / "trainer_state.json")["log_history"]
-    assert [entry["step"] for entry in resumed] == [5, 10, 15]
-    for before, after in zip(straight, resumed, strict=True):
-        assert after["loss"] == pytest.approx(before["loss"], abs=1e-4), (straight, resumed)
-    assert read_json(output_dir / "train_results.json")["train_steps"] == 15
-    assert sorted(path.name for path in output_dir.glob("checkpoint-*")) == [
-        "checkpoint-10",
-        "checkpoint-15",
-        "checkpoint-5",
-    ]
-
-
-# The main run: tiny T5, three epochs with ROUGE after each (KerasMetricCallback), XLA generation; then, on what it
-# wrote, plain generation and a resume. One test: the two follow-up runs need the first one's outputs.
+# The main run: tiny T5, three epochs with ROUGE after each (KerasMetricCallback), XLA generation; then, on the model
+# it saved, plain generation. One test: the second run needs the first one's outputs.
 @pytest.mark.slow
-def test_t5_xla_run_then_plain_generation_and_resume(tiny_tf_models, tmp_path):
+def test_t5_xla_run_then_plain_generation(tiny_tf_models, tmp_path):
     output_dir = tmp_path / "xsum-t5"
     result = run_tf(command(tiny_tf_models / "t5", output_dir, **{"--source_prefix": "summarize: "}))
     check_outputs_and_true_rouge(output_dir, result.stdout + result.stderr)
     check_plain_generation_gives_the_xla_predictions(output_dir, tmp_path)
-    check_resume_matches_the_uninterrupted_run(output_dir, tiny_tf_models / "t5", tmp_path)
 
 
 def make_copy_task(tmp_path, words: int = 4):
@@ -238,30 +214,46 @@ def write_csv(path, rows: list[dict], delimiter: str = ",") -> None:
         writer.writerows(rows)
 
 
-def test_bart_on_tsv_and_csv_with_sample_caps(tiny_tf_models, tmp_path):
-    """Train on a TSV, predict on a CSV (JSON lines and a JSON document are covered above), with sample caps."""
+@pytest.mark.slow
+def test_bart_on_tsv_and_csv_then_a_resume_ends_with_the_same_model(tiny_tf_models, tmp_path):
+    """Train on a TSV, predict on a CSV (JSON lines and a JSON document are covered above), with sample caps. Then
+    the folder a run killed after epoch 1 leaves (only checkpoint-3): the same command resumes it (weights, Adam
+    state, data order) and ends with the uninterrupted run's losses and predictions."""
     rows = read_jsonl(XSUM)
     write_csv(tmp_path / "train.tsv", rows, delimiter="\t")
     write_csv(tmp_path / "test.csv", rows)
-    output_dir = tmp_path / "out"
     overrides = {
         "--train_file": tmp_path / "train.tsv",
         "--test_file": tmp_path / "test.csv",
         "--do_eval": None,
         "--validation_file": None,
-        "--max_train_samples": 4,
+        "--max_train_samples": 6,
         "--max_predict_samples": 5,
-        "--num_train_epochs": 1,
+        "--num_train_epochs": 2,
         "--val_max_target_length": 16,
         "--use_xla_generation": "False",
     }
-    run_tf(command(tiny_tf_models / "bart", output_dir, **overrides))
-    results = read_json(output_dir / "all_results.json")
-    assert (results["train_samples"], results["predict_samples"], results["train_steps"]) == (4, 5, 2)
-    predictions = read_lines(output_dir / "generated_predictions.txt")
+    straight_dir = tmp_path / "straight"
+    run_tf(command(tiny_tf_models / "bart", straight_dir, **overrides))
+    results = read_json(straight_dir / "all_results.json")
+    assert (results["train_samples"], results["predict_samples"], results["train_steps"]) == (6, 5, 6)
+    predictions = read_lines(straight_dir / "generated_predictions.txt")
     assert len(predictions) == 5
     references = [row["summary"] for row in rows[:5]]
     assert {key: results[f"predict_{key}"] for key in ROUGE_KEYS} == reference_rouge(predictions, references)
+
+    killed_dir = tmp_path / "killed"
+    killed_dir.mkdir()
+    shutil.copytree(straight_dir / "checkpoint-3", killed_dir / "checkpoint-3")
+    result = run_tf(command(tiny_tf_models / "bart", killed_dir, **overrides))  # the same command again
+    assert "Resuming training from" in result.stdout + result.stderr
+    straight = read_json(straight_dir / "trainer_state.json")["log_history"]
+    resumed = read_json(killed_dir / "trainer_state.json")["log_history"]
+    assert [entry["step"] for entry in resumed] == [3, 6]
+    for before, after in zip(straight, resumed, strict=True):
+        assert after["loss"] == pytest.approx(before["loss"], abs=1e-4), (straight, resumed)
+    assert read_lines(killed_dir / "generated_predictions.txt") == predictions
+    assert sorted(path.name for path in killed_dir.glob("checkpoint-*")) == ["checkpoint-3", "checkpoint-6"]
 
 
 # ---------------------------------------------------------------------------------------------------------
