@@ -994,7 +994,7 @@ def train_model(
         "train_runtime": round(time.perf_counter() - start, 4),
         "train_samples": len(train_dataset),
         "train_steps": step,
-        "epoch": epoch,
+        "epoch": round(step / steps_per_epoch, 4),  # fractional after a --max_steps stop, as the Trainer reports
     }
 
 
