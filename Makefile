@@ -67,5 +67,10 @@ style: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Benchmarks, not tests: eval/predict and training speed options side by side (~15 min on 2 idle cores).
+.PHONY: bench
+bench: tiny-models
+	$(PY) bench/generation_and_training.py
+
 clean:
 	rm -rf $(TINY_MODELS) outputs .pytest_cache

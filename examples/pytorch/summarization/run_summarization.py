@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import datasets
 import nltk
 import numpy as np
+import torch
 import transformers
 from datasets import DatasetDict, load_dataset
 from huggingface_hub import is_offline_mode, try_to_load_from_cache
@@ -50,6 +51,7 @@ from transformers import (
     default_data_collator,
     set_seed,
 )
+from transformers.modeling_outputs import BaseModelOutput
 
 logger = logging.getLogger(__name__)
 
@@ -248,6 +250,44 @@ class SummarizationTrainingArguments(Seq2SeqTrainingArguments):
             )
         },
     )
+    eval_sort_by_length: bool = field(
+        default=True,
+        metadata={
+            "help": (
+                "With --predict_with_generate, generate eval/predict batches longest input first (less padding "
+                "per batch) and put the predictions back in input order, so outputs and scores do not change. "
+                "--eval_sort_by_length False generates in input order (for comparisons)."
+            )
+        },
+    )
+    eval_encode_once: bool = field(
+        default=True,
+        metadata={
+            "help": (
+                "With --predict_with_generate, run the encoder once per eval/predict batch and share its output "
+                "between generation and the loss (Seq2SeqTrainer runs it twice). Same predictions and loss; "
+                "--eval_encode_once False takes the stock Seq2SeqTrainer step."
+            )
+        },
+    )
+    eval_subset_size: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Evaluations during training (--eval_strategy steps/epoch) use only the first N validation "
+                "examples; the final --do_eval still uses all of them. Default: all, every time."
+            )
+        },
+    )
+    eval_num_beams: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Beams for evaluations during training (1 = greedy, the cheapest); the final --do_eval and "
+                "--do_predict keep --num_beams. Default: the same beams as the final evaluation."
+            )
+        },
+    )
 
 
 def parse_args() -> tuple[ModelArguments, DataTrainingArguments, SummarizationTrainingArguments]:
@@ -367,6 +407,22 @@ def save_trainer_state(trainer: Seq2SeqTrainer) -> None:
         os.replace(f"{path}.tmp", path)
 
 
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU runs bf16 matmuls in hardware: its flags list avx512_bf16 or amx_bf16, and oneDNN may
+    use them (ONEDNN_MAX_CPU_ISA can forbid it). None when /proc/cpuinfo cannot be read (not Linux).
+
+    Without them torch emulates bf16 matmuls, which is tens to hundreds of times slower than fp32.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = {flag for line in handle if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return None
+    if not flags & {"avx512_bf16", "amx_bf16"}:
+        return False
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def check_output_dir(training_args: SummarizationTrainingArguments) -> str | None:
     """Decide what to do with an existing --output_dir; return a checkpoint to resume from, or None.
 
@@ -404,6 +460,20 @@ def check_run_args(
             raise UsageError(f"--{name} must be at least 1, got {getattr(data_args, name)} (leave it out for all)")
     if (training_args.do_eval or training_args.do_predict) and not training_args.predict_with_generate:
         logger.warning("without --predict_with_generate, eval/predict report only the loss, no generation metrics")
+    for name in ("eval_subset_size", "eval_num_beams"):
+        value = getattr(training_args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name} must be at least 1, got {value} (leave it out for the full settings)")
+        if value is not None and not (training_args.do_train and training_args.eval_strategy != "no"):
+            raise UsageError(
+                f"--{name} only applies to evaluations during training: add --do_train and --eval_strategy "
+                "steps (or epoch), or drop it"
+            )
+    if training_args.bf16 and training_args.device.type == "cpu" and cpu_has_native_bf16() is False:
+        logger.warning(
+            "--bf16 on a CPU without native bf16 (no avx512_bf16/amx_bf16 in use): bf16 matmuls are emulated, "
+            "far slower than fp32 here; drop --bf16"
+        )
     if training_args.push_to_hub and is_offline_mode():
         raise UsageError(
             "--push_to_hub needs the network, but HF_HUB_OFFLINE=1 is set; unset it or drop --push_to_hub"
@@ -687,6 +757,48 @@ class DataCollatorForSeq2SeqAllowingNoLabels(DataCollatorForSeq2Seq):
         return batch
 
 
+class Seq2SeqTrainerEncodingOnce(Seq2SeqTrainer):
+    """`Seq2SeqTrainer` whose generate-and-score step encodes each batch once (--eval_encode_once).
+
+    The stock step calls `generate()`, which runs the encoder, and then the model on the labels for the loss,
+    which runs it again: for long inputs and short outputs that is most of the eval time.
+    """
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        if not (
+            self.args.eval_encode_once
+            and self.args.predict_with_generate
+            and not prediction_loss_only
+            and "labels" in inputs
+            and self.model.config.is_encoder_decoder
+            and not (self.is_fsdp_enabled or self.is_deepspeed_enabled)  # sharded weights: keep the stock path
+        ):
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys, **gen_kwargs)
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            encoded = self.model.get_encoder()(
+                input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], return_dict=True
+            )
+            with self.compute_loss_context_manager():
+                outputs = model(**inputs, encoder_outputs=encoded)
+        if self.label_smoother is not None:
+            loss = self.label_smoother(outputs, inputs["labels"]).detach().mean()
+        else:
+            loss = outputs["loss"].detach().mean()
+        del outputs  # its cache holds the cross-attention keys/values: free them before generating
+        # Generation without the labels (so the parent computes no loss), from a copy of the encoder output:
+        # beam search expands it in place.
+        unlabelled = {key: value for key, value in inputs.items() if not key.startswith(("labels", "decoder_"))}
+        unlabelled["encoder_outputs"] = BaseModelOutput(last_hidden_state=encoded.last_hidden_state)
+        _, generated_tokens, _ = super().prediction_step(model, unlabelled, False, ignore_keys, **gen_kwargs)
+        labels, gen_config = inputs["labels"], self.model.generation_config  # padded as the parent pads them
+        if labels.shape[-1] < gen_config.max_length:
+            labels = self._pad_tensors_to_max_len(labels, gen_config.max_length)
+        elif gen_config.max_new_tokens is not None and labels.shape[-1] < gen_config.max_new_tokens + 1:
+            labels = self._pad_tensors_to_max_len(labels, gen_config.max_new_tokens + 1)
+        return loss, generated_tokens, labels
+
+
 def split_sentences(text: str) -> str:
     """One sentence per line: rougeLsum scores summary-level LCS over these lines (NLTK punkt, English)."""
     return "\n".join(nltk.sent_tokenize(text.strip()))
@@ -721,6 +833,44 @@ def compute_rouge(predictions: list[str], references: list[str | list[str]]) -> 
     return {key: round(100 * total / max(len(predictions), 1), 4) for key, total in totals.items()}
 
 
+def order_for_generation(
+    dataset: datasets.Dataset, references: list | None, sort: bool, size: int | None = None
+) -> tuple[datasets.Dataset, list | None, np.ndarray | None]:
+    """The first `size` examples (default: all) and their references, reordered longest input first when `sort`.
+
+    Returns (dataset, references, order): references stay in input order, and row k of the dataset is example
+    `order[k]` (order is None when not sorted), which `restore_input_order` uses to put predictions back in input
+    order. Sorted batches carry less padding, and the longest batch comes first, so running out of memory
+    shows at once. Equal lengths keep input order.
+    """
+    if size is not None and size < len(dataset):
+        dataset = dataset.select(range(size))
+        references = references[:size] if references is not None else None
+    if not sort:
+        return dataset, references, None
+    lengths = np.fromiter((len(ids) for ids in dataset["input_ids"]), dtype=np.int64, count=len(dataset))
+    order = np.argsort(-lengths, kind="stable")
+    return dataset.select(order), references, order
+
+
+def restore_input_order(token_ids, num_examples: int, order: np.ndarray | None) -> np.ndarray:
+    """The first `num_examples` rows of the generated ids, moved back to input order: row k was generated for
+    example `order[k]` (see `order_for_generation`; None = already in input order).
+
+    Under multi-process evaluation the Trainer shards the batches of the dataset's order and gathers them back
+    in that order, with copies of the first batch's examples after the last (padding of an uneven split):
+    keeping the first `num_examples` rows gives every example exactly once.
+    """
+    if isinstance(token_ids, tuple):
+        token_ids = token_ids[0]
+    token_ids = np.asarray(token_ids)[:num_examples]
+    if order is None:
+        return token_ids
+    restored = np.empty_like(token_ids)
+    restored[order] = token_ids
+    return restored
+
+
 def decode_predictions(
     tokenizer, token_ids, num_examples: int, max_length: int | None = None
 ) -> tuple[list[str], float]:
@@ -752,11 +902,15 @@ def decode_predictions(
     return predictions, round(gen_len, 4)
 
 
-def make_compute_metrics(tokenizer, references: list[str | list[str]], max_length: int):
-    """`compute_metrics` for the Trainer: ROUGE of the generated texts against the untruncated references."""
+def make_compute_metrics(
+    tokenizer, references: list[str | list[str]], max_length: int, order: np.ndarray | None = None
+):
+    """`compute_metrics` for the Trainer: ROUGE of the generated texts against the untruncated references
+    (`order`: how the eval dataset was reordered, see `order_for_generation`)."""
 
     def compute_metrics(eval_preds) -> dict[str, float]:
-        predictions, gen_len = decode_predictions(tokenizer, eval_preds.predictions, len(references), max_length)
+        token_ids = restore_input_order(eval_preds.predictions, len(references), order)
+        predictions, gen_len = decode_predictions(tokenizer, token_ids, len(references), max_length)
         return {**compute_rouge(predictions, references), "gen_len": gen_len}
 
     return compute_metrics
@@ -918,19 +1072,42 @@ def main() -> None:
         training_args.generation_max_length = data_args.val_max_target_length
     if data_args.num_beams is not None:
         training_args.generation_num_beams = data_args.num_beams
+    final_num_beams = training_args.generation_num_beams
+    if training_args.eval_num_beams is not None:
+        training_args.generation_num_beams = training_args.eval_num_beams  # until training ends
 
-    trainer = Seq2SeqTrainer(
+    # Generate longest inputs first (less padding per batch); predictions go back to input order when decoded.
+    # Evaluations during training may use a subset (--eval_subset_size); the final one uses every example.
+    sort = training_args.predict_with_generate and training_args.eval_sort_by_length
+    if sort and (eval_dataset is not None or predict_dataset is not None):
+        logger.info("Generating eval/predict batches longest input first (--eval_sort_by_length), in input order out")
+    eval_order = predict_order = None
+    training_eval = (None, None, None)
+    if eval_dataset is not None:
+        training_eval = order_for_generation(eval_dataset, eval_references, sort, training_args.eval_subset_size)
+        eval_dataset, eval_references, eval_order = order_for_generation(eval_dataset, eval_references, sort)
+        if training_args.do_train and training_args.eval_strategy != "no":
+            logger.info(
+                f"Evaluations during training: {len(training_eval[0])} of {len(eval_dataset)} examples, "
+                f"{training_args.generation_num_beams or 'default'} beams (final evaluation: all examples, "
+                f"{final_num_beams or 'default'} beams)"
+            )
+    if predict_dataset is not None:
+        predict_dataset, _, predict_order = order_for_generation(predict_dataset, None, sort)
+
+    def metrics_for(references, order):
+        if not (training_args.predict_with_generate and references is not None):
+            return None
+        return make_compute_metrics(tokenizer, references, training_args.generation_max_length, order)
+
+    trainer = Seq2SeqTrainerEncodingOnce(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
+        eval_dataset=training_eval[0],
         processing_class=tokenizer,
         data_collator=data_collator,
-        compute_metrics=(
-            make_compute_metrics(tokenizer, eval_references, training_args.generation_max_length)
-            if training_args.predict_with_generate and eval_dataset
-            else None
-        ),
+        compute_metrics=metrics_for(training_eval[1], training_eval[2]),
     )
 
     # Train.
@@ -943,11 +1120,13 @@ def main() -> None:
         trainer.log_metrics("train", metrics)
         save_results(trainer, "train", metrics)
         save_trainer_state(trainer)
+    training_args.generation_num_beams = final_num_beams
 
     # Evaluate.
     if training_args.do_eval:
         logger.info("*** Evaluate ***")
-        metrics = trainer.evaluate(metric_key_prefix="eval")
+        trainer.compute_metrics = metrics_for(eval_references, eval_order)
+        metrics = trainer.evaluate(eval_dataset=eval_dataset, metric_key_prefix="eval")
         metrics["eval_samples"] = len(eval_dataset)
         trainer.log_metrics("eval", metrics)
         save_results(trainer, "eval", metrics)
@@ -960,8 +1139,9 @@ def main() -> None:
         metrics = predict_results.metrics
         metrics["predict_samples"] = len(predict_dataset)
         if training_args.predict_with_generate:
+            token_ids = restore_input_order(predict_results.predictions, len(predict_dataset), predict_order)
             predictions, gen_len = decode_predictions(
-                tokenizer, predict_results.predictions, len(predict_dataset), training_args.generation_max_length
+                tokenizer, token_ids, len(predict_dataset), training_args.generation_max_length
             )
             if predict_references is not None:
                 metrics.update(

@@ -198,6 +198,16 @@ def add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
         help="Maximum summary length in tokens for eval/predict labels and generation (default: --max_target_length).",
     )
     prep.add_argument(
+        "--eval_sort_by_length",
+        default=True,
+        **BOOL_FLAG,
+        help=(
+            "Generate eval/predict batches longest input first (less padding per batch) and put the predictions "
+            "back in input order, so outputs and scores do not change. --eval_sort_by_length false generates in "
+            "input order (for comparisons)."
+        ),
+    )
+    prep.add_argument(
         "--pad_to_max_length",
         action="store_true",
         help="Pad every example to the maximum length (static shapes, e.g. for TPU) instead of per batch.",
@@ -326,6 +336,23 @@ def check_data_file(flag: str, path: str) -> None:
         raise UsageError(f"{flag} {path}: no such file")
     if os.path.getsize(path) == 0:
         raise UsageError(f"{flag} {path}: the file is empty; give it one example per row/line")
+
+
+# Copied from examples.pytorch.summarization.run_summarization.cpu_has_native_bf16
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU runs bf16 matmuls in hardware: its flags list avx512_bf16 or amx_bf16, and oneDNN may
+    use them (ONEDNN_MAX_CPU_ISA can forbid it). None when /proc/cpuinfo cannot be read (not Linux).
+
+    Without them torch emulates bf16 matmuls, which is tens to hundreds of times slower than fp32.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = {flag for line in handle if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return None
+    if not flags & {"avx512_bf16", "amx_bf16"}:
+        return False
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
 # Copied from examples.pytorch.summarization.run_summarization.check_model_reachable
@@ -763,6 +790,46 @@ def compute_rouge(predictions: list[str], references: list[str | list[str]]) -> 
     return {key: round(100 * total / max(len(predictions), 1), 4) for key, total in totals.items()}
 
 
+# Copied from examples.pytorch.summarization.run_summarization.order_for_generation
+def order_for_generation(
+    dataset: datasets.Dataset, references: list | None, sort: bool, size: int | None = None
+) -> tuple[datasets.Dataset, list | None, np.ndarray | None]:
+    """The first `size` examples (default: all) and their references, reordered longest input first when `sort`.
+
+    Returns (dataset, references, order): references stay in input order, and row k of the dataset is example
+    `order[k]` (order is None when not sorted), which `restore_input_order` uses to put predictions back in input
+    order. Sorted batches carry less padding, and the longest batch comes first, so running out of memory
+    shows at once. Equal lengths keep input order.
+    """
+    if size is not None and size < len(dataset):
+        dataset = dataset.select(range(size))
+        references = references[:size] if references is not None else None
+    if not sort:
+        return dataset, references, None
+    lengths = np.fromiter((len(ids) for ids in dataset["input_ids"]), dtype=np.int64, count=len(dataset))
+    order = np.argsort(-lengths, kind="stable")
+    return dataset.select(order), references, order
+
+
+# Copied from examples.pytorch.summarization.run_summarization.restore_input_order
+def restore_input_order(token_ids, num_examples: int, order: np.ndarray | None) -> np.ndarray:
+    """The first `num_examples` rows of the generated ids, moved back to input order: row k was generated for
+    example `order[k]` (see `order_for_generation`; None = already in input order).
+
+    Under multi-process evaluation the Trainer shards the batches of the dataset's order and gathers them back
+    in that order, with copies of the first batch's examples after the last (padding of an uneven split):
+    keeping the first `num_examples` rows gives every example exactly once.
+    """
+    if isinstance(token_ids, tuple):
+        token_ids = token_ids[0]
+    token_ids = np.asarray(token_ids)[:num_examples]
+    if order is None:
+        return token_ids
+    restored = np.empty_like(token_ids)
+    restored[order] = token_ids
+    return restored
+
+
 # Copied from examples.pytorch.summarization.run_summarization.decode_predictions
 def decode_predictions(
     tokenizer, token_ids, num_examples: int, max_length: int | None = None
@@ -803,9 +870,12 @@ def write_predictions(path: str, predictions: list[str]) -> None:
     os.replace(f"{path}.tmp", path)
 
 
-def generate_summaries(accelerator: Accelerator, model, dataloader, tokenizer, gen_kwargs: dict, desc: str):
-    """Generate a summary for every example of `dataloader`, on all processes; return (texts in dataset order,
-    gen_len). `gather_for_metrics` drops the examples repeated to fill the last batch, so each is counted once."""
+def generate_summaries(
+    accelerator: Accelerator, model, dataloader, tokenizer, gen_kwargs: dict, desc: str, order: np.ndarray | None
+):
+    """Generate a summary for every example of `dataloader`, on all processes; return (texts in input order,
+    gen_len). `gather_for_metrics` drops the examples repeated to fill the last batch, so each is counted once;
+    `order` says how the dataset was reordered (`order_for_generation`)."""
     model.eval()
     rows = []
     for batch in tqdm(dataloader, desc=desc, disable=not accelerator.is_local_main_process):
@@ -819,7 +889,7 @@ def generate_summaries(accelerator: Accelerator, model, dataloader, tokenizer, g
     token_ids = np.full((len(rows), max((len(row) for row in rows), default=0)), tokenizer.pad_token_id)
     for index, row in enumerate(rows):
         token_ids[index, : len(row)] = row
-    return decode_predictions(tokenizer, token_ids, len(rows))
+    return decode_predictions(tokenizer, restore_input_order(token_ids, len(rows), order), len(rows))
 
 
 def write_json(path: str, data: dict) -> None:
@@ -930,6 +1000,11 @@ def main() -> None:
         f"world size: {accelerator.num_processes}, precision: {accelerator.mixed_precision}",
         main_process_only=False,
     )
+    if accelerator.mixed_precision == "bf16" and accelerator.device.type == "cpu" and cpu_has_native_bf16() is False:
+        logger.warning(
+            "--mixed_precision bf16 on a CPU without native bf16 (no avx512_bf16/amx_bf16 in use): bf16 matmuls "
+            "are emulated, far slower than fp32 here; pass --mixed_precision no"
+        )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and accelerator.num_processes == 1:
         raise UsageError(
@@ -1035,6 +1110,13 @@ def main() -> None:
     if "test" in splits and predict_references is None:
         logger.warning(f"no '{summary_column}' column in the test data: predictions are written but not scored")
 
+    # Generate longest inputs first (less padding per batch); predictions go back to input order when decoded.
+    eval_order = predict_order = None
+    if eval_dataset is not None:
+        eval_dataset, _, eval_order = order_for_generation(eval_dataset, None, args.eval_sort_by_length)
+    if predict_dataset is not None:
+        predict_dataset, _, predict_order = order_for_generation(predict_dataset, None, args.eval_sort_by_length)
+
     # Data collator and loaders: each batch is padded to its longest example (labels with -100: no loss there).
     data_collator = DataCollatorForSeq2SeqAllowingNoLabels(
         tokenizer,
@@ -1127,8 +1209,8 @@ def main() -> None:
     if args.num_beams is not None:
         gen_kwargs["num_beams"] = args.num_beams
 
-    def evaluate(dataloader, references, split: str) -> tuple[dict, list[str]]:
-        predictions, gen_len = generate_summaries(accelerator, model, dataloader, tokenizer, gen_kwargs, split)
+    def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str]]:
+        predictions, gen_len = generate_summaries(accelerator, model, dataloader, tokenizer, gen_kwargs, split, order)
         metrics = {}
         if references is not None:
             metrics = {f"{split}_{key}": value for key, value in compute_rouge(predictions, references).items()}
@@ -1194,7 +1276,7 @@ def main() -> None:
 
         progress.epoch, progress.batches_done = epoch + 1, 0
         if eval_dataloader is not None:
-            eval_metrics, eval_predictions = evaluate(eval_dataloader, eval_references, "eval")
+            eval_metrics, eval_predictions = evaluate(eval_dataloader, eval_references, "eval", eval_order)
             logger.info(f"epoch {epoch}, step {progress.completed_steps}: {eval_metrics}")
         if args.with_tracking:
             epoch_loss = sum(epoch_losses) / max(len(epoch_losses), 1)
@@ -1211,7 +1293,7 @@ def main() -> None:
     progress_bar.close()
     train_runtime = time.time() - start_time
     if eval_dataloader is not None and eval_metrics is None:  # resumed from a checkpoint of the finished run
-        eval_metrics, eval_predictions = evaluate(eval_dataloader, eval_references, "eval")
+        eval_metrics, eval_predictions = evaluate(eval_dataloader, eval_references, "eval", eval_order)
 
     # Save the model, the training summary and the last evaluation.
     save_model(accelerator, model, tokenizer, args.output_dir)
@@ -1233,7 +1315,7 @@ def main() -> None:
     # Predict: generate for the test set, score against its references, write one prediction per line.
     if predict_dataloader is not None:
         logger.info("*** Predict ***")
-        predict_metrics, predictions = evaluate(predict_dataloader, predict_references, "predict")
+        predict_metrics, predictions = evaluate(predict_dataloader, predict_references, "predict", predict_order)
         logger.info(f"predict metrics: {predict_metrics}")
         if accelerator.is_main_process:
             write_predictions(os.path.join(args.output_dir, "generated_predictions.txt"), predictions)
