@@ -1,0 +1,119 @@
+"""The behaviour the generation speed-ups rely on, for run_summarization.py and run_translation.py: longest-first
+batches with one encoder pass per batch give the same predictions, each once, in input order, as the stock
+Seq2SeqTrainer path (one process and two); the two-tier evaluation of training runs; the warning for --bf16 on a
+CPU without native bf16."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from helpers import FIXTURES, assert_usage_error, read_json, read_jsonl, read_lines, run_example
+
+SUMMARIZATION = "examples/pytorch/summarization/run_summarization.py"
+TRANSLATION = "examples/pytorch/translation/run_translation.py"
+XSUM = FIXTURES / "summarization" / "xsum" / "sample.json"
+WMT16 = FIXTURES / "translation" / "wmt16_en_ro" / "sample.json"
+TORCHRUN = [Path(sys.executable).parent / "torchrun", "--nproc_per_node", 2]
+SORTED_LOG = "longest input first"
+BF16_WARNING = "without native bf16"
+
+
+def eval_predict_args(task: str, tiny_models: Path) -> tuple[list, list[int]]:
+    """Eval + predict (no training) on 10 examples of varied length, batches of 3 (the last batch is uneven);
+    and the longest-first order of the examples."""
+    if task == "summarization":
+        model, max_length = tiny_models / "t5", 256
+        data = ["--source_prefix", "summarize: ", "--validation_file", XSUM, "--test_file", XSUM]
+        sources = ["summarize: " + row["document"] for row in read_jsonl(XSUM)]
+        script = SUMMARIZATION
+    else:
+        model, max_length = tiny_models / "marian", 128
+        data = ["--source_lang", "en", "--target_lang", "ro", "--validation_file", WMT16, "--test_file", WMT16]
+        sources = [row["translation"]["en"] for row in read_jsonl(WMT16)]
+        data += ["--num_beams", 2]  # beam search too (the tiny T5 repeats one text with beams)
+        script = TRANSLATION
+    lengths = [
+        len(ids)
+        for ids in AutoTokenizer.from_pretrained(model)(sources, max_length=max_length, truncation=True)["input_ids"]
+    ]
+    flags = ["--do_eval", "--do_predict", "--predict_with_generate", "--per_device_eval_batch_size", 3]
+    args = [script, "--model_name_or_path", model, "--max_source_length", max_length, *data, *flags]
+    return [*args, "--generation_max_length", 16], np.argsort(-np.asarray(lengths), kind="stable").tolist()
+
+
+def scores(output_dir: Path) -> dict:
+    """The saved results that depend on the predictions only (not timings, nor the batch-averaged loss)."""
+    results = read_json(output_dir / "all_results.json")
+    return {
+        key: value
+        for key, value in results.items()
+        if not key.endswith(("_runtime", "_per_second", "_loss", "_preparation_time"))
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["summarization", "translation"])
+def test_longest_first_batches_give_the_input_order_predictions_each_once(task, tiny_models, tmp_path):
+    args, longest_first = eval_predict_args(task, tiny_models)
+    stock = ["--eval_sort_by_length", "False", "--eval_encode_once", "False"]  # the plain Seq2SeqTrainer path
+    baseline = run_example([*args, *stock, "--output_dir", tmp_path / "input-order"])
+    one = run_example([*args, "--output_dir", tmp_path / "sorted"])
+    two = run_example([*args, "--use_cpu", "--output_dir", tmp_path / "sorted-two"], launcher=TORCHRUN)
+    assert SORTED_LOG not in baseline.stdout + baseline.stderr and SORTED_LOG in one.stdout + one.stderr
+    assert (two.stdout + two.stderr).count("world size: 2") == 2  # both ranks, connected
+
+    expected = read_lines(tmp_path / "input-order" / "generated_predictions.txt")
+    # The tiny random models repeat themselves, but not so much that rows left in generation order would pass.
+    assert len(expected) == 10 and [expected[i] for i in longest_first] != expected
+    expected_scores = scores(tmp_path / "input-order")
+    assert expected_scores["eval_samples"] == expected_scores["predict_samples"] == 10
+    for name in ("sorted", "sorted-two"):
+        assert read_lines(tmp_path / name / "generated_predictions.txt") == expected, name
+        assert scores(tmp_path / name) == expected_scores, name  # eval scores too: same order, same sums
+
+
+@pytest.mark.slow
+def test_two_tier_evaluation_is_cheap_during_training_and_full_at_the_end(tiny_models, tmp_path):
+    common = [
+        SUMMARIZATION, "--model_name_or_path", tiny_models / "t5", "--source_prefix", "summarize: ",
+        "--train_file", XSUM, "--validation_file", XSUM, "--test_file", XSUM, "--max_source_length", 64,
+        "--per_device_train_batch_size", 2, "--per_device_eval_batch_size", 4, "--generation_max_length", 8,
+        "--predict_with_generate", "--num_beams", 2,
+    ]  # fmt: skip
+    flags = ["--do_train", "--do_eval", "--do_predict", "--max_steps", 4, "--save_strategy", "no"]
+    flags += ["--eval_strategy", "steps", "--eval_steps", 2, "--eval_subset_size", 4, "--eval_num_beams", 1]
+    result = run_example([*common, *flags, "--output_dir", tmp_path / "out"])
+    log = result.stdout + result.stderr
+    assert "Evaluations during training: 4 of 10 examples, 1 beams (final evaluation: all examples, 2 beams)" in log
+    assert log.count("Num examples = 4") == 2  # the two evaluations during training
+    assert log.count("Num examples = 10") == 3  # training, the final evaluation and predict
+    history = read_json(tmp_path / "out" / "trainer_state.json")["log_history"]
+    assert [entry["step"] for entry in history if "eval_rouge1" in entry] == [2, 4]
+    # The final evaluation saw every example with --num_beams: it scores like predict on the same file.
+    results = read_json(tmp_path / "out" / "all_results.json")
+    assert results["eval_samples"] == 10
+    assert {key: results[f"eval_{key}"] for key in ("rouge1", "rougeLsum", "gen_len")} == {
+        key: results[f"predict_{key}"] for key in ("rouge1", "rougeLsum", "gen_len")
+    }
+
+    # Without evaluations during training the flags have nothing to apply to: one clear line.
+    refused = run_example(
+        [*common, "--do_predict", "--eval_subset_size", 4, "--output_dir", tmp_path / "refused"],
+        expect_success=False,
+    )
+    assert_usage_error(refused, "--eval_subset_size only applies to evaluations during training", tmp_path / "refused")
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns_once(tiny_models, tmp_path):
+    # No --do_* flag: the arguments are validated (where the warning is), then there is nothing to do.
+    args = [SUMMARIZATION, "--model_name_or_path", tiny_models / "t5", "--test_file", XSUM, "--bf16", "--use_cpu"]
+    # oneDNN limited to AVX2 has no bf16 instructions: bf16 matmuls are emulated (~1 GFLOP/s here).
+    emulated = run_example([*args, "--output_dir", tmp_path / "a"], env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert (emulated.stdout + emulated.stderr).count(BF16_WARNING) == 1
+    with open("/proc/cpuinfo", encoding="utf-8") as handle:
+        native = bool({"avx512_bf16", "amx_bf16"} & set(handle.read().split()))
+    plain = run_example([*args, "--output_dir", tmp_path / "b"])
+    assert (BF16_WARNING in plain.stdout + plain.stderr) is not native
