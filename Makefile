@@ -73,4 +73,4 @@ bench: tiny-models
 	$(PY) bench/generation_and_training.py
 
 clean:
-	rm -rf $(TINY_MODELS) outputs .pytest_cache
+	rm -rf $(TINY_MODELS) $(TINY_TF_MODELS) outputs .pytest_cache
