@@ -24,20 +24,22 @@ side, ROUGE/BLEU of both).
 import json
 import logging
 import os
-import sys
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 import datasets
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, HfArgumentParser
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers.modeling_outputs import BaseModelOutput
 
 import run_eval
 from finetune_trainer import (
     DataTrainingArguments,
+    check_common_args,
     load_splits,
+    needed_splits,
+    parse_args,
     prepare_model,
     prepare_run,
     run_stages,
@@ -54,7 +56,7 @@ from seq2seq_trainer import (
     write_json_atomically,
     write_run_info,
 )
-from utils import UsageError
+from utils import UsageError, run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -286,18 +288,6 @@ class DistillationTrainer(LegacySeq2SeqTrainer):
 
 
 # ----------------------------------------------------------------------------- set-up
-def parse_args():
-    parser = HfArgumentParser(
-        (DistillationModelArguments, DistillationArguments, DistillationDataArguments, LegacySeq2SeqTrainingArguments)
-    )
-    try:
-        if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-            return parser.parse_json_file(json_file=os.path.abspath(sys.argv[1]))
-        return parser.parse_args_into_dataclasses()
-    except ValueError as error:
-        raise UsageError(str(error).strip().splitlines()[0]) from error
-
-
 def column_value(record: dict, column: str):
     value = record
     for key in column.split("."):
@@ -347,8 +337,7 @@ def validate_args(model_args, distill_args, data_args, training_args) -> str | N
         raise UsageError(f"--temperature must be > 0, got {distill_args.temperature}")
     if not model_args.no_teacher and distill_args.alpha_ce == distill_args.alpha_mlm == distill_args.alpha_hid == 0:
         raise UsageError("every loss weight is 0: set --alpha_ce/--alpha_mlm/--alpha_hid (or use --no_teacher)")
-    if not data_args.task.startswith(("summarization", "translation")):
-        raise UsageError(f"--task {data_args.task}: use summarization[_<name>] or translation[_xx_to_yy]")
+    check_common_args(data_args, training_args)
     files = (data_args.train_file, data_args.validation_file, data_args.test_file)
     if data_args.data_dir is None and not any(files):
         raise UsageError(
@@ -360,16 +349,7 @@ def validate_args(model_args, distill_args, data_args, training_args) -> str | N
     if data_args.data_dir is None:
         data_args.data_dir = os.path.join(training_args.output_dir, "data")
         write_files_as_folder(data_args, data_args.data_dir)
-    splits = [
-        split
-        for split, wanted in (
-            ("train", training_args.do_train),
-            ("val", training_args.do_eval or training_args.eval_strategy != "no"),
-            ("test", training_args.do_predict),
-        )
-        if wanted
-    ]
-    check_data_dir(data_args.data_dir, splits)
+    check_data_dir(data_args.data_dir, needed_splits(training_args))
     return last_checkpoint
 
 
@@ -499,8 +479,11 @@ def print_table(rows: list[dict]) -> None:
         )
 
 
-def main() -> None:
-    model_args, distill_args, data_args, training_args = parse_args()
+def main(argv: list[str]) -> None:
+    model_args, distill_args, data_args, training_args = parse_args(
+        argv,
+        (DistillationModelArguments, DistillationArguments, DistillationDataArguments, LegacySeq2SeqTrainingArguments),
+    )
     setup_logging(training_args)
     last_checkpoint = validate_args(model_args, distill_args, data_args, training_args)
     prepare_run(training_args, last_checkpoint)
@@ -544,14 +527,5 @@ def main() -> None:
         logger.info(json.dumps(rows))
 
 
-def cli() -> None:
-    """Entry point: a UsageError becomes `error: <message>` on stderr and exit code 2."""
-    try:
-        main()
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    cli()
+    run_cli(main)

@@ -46,6 +46,7 @@ from utils import (
     UsageError,
     calculate_bleu,
     calculate_rouge,
+    run_cli,
     use_task_specific_params,
     write_txt_file,
 )
@@ -99,21 +100,31 @@ class DataTrainingArguments:
     )
 
 
-def parse_args() -> tuple[ModelArguments, DataTrainingArguments, LegacySeq2SeqTrainingArguments]:
-    """Parse the command line (or one .json file of arguments). Raises UsageError."""
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, LegacySeq2SeqTrainingArguments))
+def parse_args(
+    argv: list[str], dataclass_types=(ModelArguments, DataTrainingArguments, LegacySeq2SeqTrainingArguments)
+) -> tuple:
+    """Parse `argv` (or one .json file of arguments) into `dataclass_types`. Raises UsageError."""
+    parser = HfArgumentParser(dataclass_types)
     try:
-        if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-            return parser.parse_json_file(json_file=os.path.abspath(sys.argv[1]))
-        return parser.parse_args_into_dataclasses()
+        if len(argv) == 1 and argv[0].endswith(".json"):
+            return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+        return parser.parse_args_into_dataclasses(args=argv)
     except ValueError as error:
         raise UsageError(str(error).strip().splitlines()[0]) from error
 
 
-def validate_args(
-    model_args: ModelArguments, data_args: DataTrainingArguments, training_args: LegacySeq2SeqTrainingArguments
-) -> str | None:
-    """Check flags and data files before anything is loaded; return a checkpoint to resume from, or None."""
+def needed_splits(training_args: LegacySeq2SeqTrainingArguments) -> list[str]:
+    """The data splits this run reads: train for training, val for any evaluation, test for prediction."""
+    wanted = {
+        "train": training_args.do_train,
+        "val": training_args.do_eval or training_args.eval_strategy != "no",
+        "test": training_args.do_predict,
+    }
+    return [split for split, needed in wanted.items() if needed]
+
+
+def check_common_args(data_args: DataTrainingArguments, training_args: LegacySeq2SeqTrainingArguments) -> None:
+    """The checks finetune_trainer.py and distillation.py share: task, lengths, sample counts, beams, processes."""
     if not data_args.task.startswith(("summarization", "translation")):
         raise UsageError(f"--task {data_args.task}: use summarization[_<name>] or translation[_xx_to_yy]")
     for name in ("max_source_length", "max_target_length", "val_max_target_length", "test_max_target_length"):
@@ -130,16 +141,14 @@ def validate_args(
             f"launched as {launched} processes, but they are not connected; without GPUs pass --use_cpu "
             "(or set ACCELERATE_USE_CPU=true)"
         )
-    splits = [
-        split
-        for split, wanted in (
-            ("train", training_args.do_train),
-            ("val", training_args.do_eval or training_args.eval_strategy != "no"),
-            ("test", training_args.do_predict),
-        )
-        if wanted
-    ]
-    check_data_dir(data_args.data_dir, splits)
+
+
+def validate_args(
+    model_args: ModelArguments, data_args: DataTrainingArguments, training_args: LegacySeq2SeqTrainingArguments
+) -> str | None:
+    """Check flags and data files before anything is loaded; return a checkpoint to resume from, or None."""
+    check_common_args(data_args, training_args)
+    check_data_dir(data_args.data_dir, needed_splits(training_args))
     return check_output_dir(training_args)
 
 
@@ -263,11 +272,12 @@ def load_splits(tokenizer, data_args: DataTrainingArguments, training_args, pref
         )
 
     splits = Splits()
-    if training_args.do_train:
+    needed = needed_splits(training_args)
+    if "train" in needed:
         splits.train = dataset("train", data_args.n_train, data_args.max_target_length)
-    if training_args.do_eval or training_args.eval_strategy != "no":
+    if "val" in needed:
         splits.val = dataset("val", data_args.n_val, data_args.val_max_target_length)
-    if training_args.do_predict:
+    if "test" in needed:
         splits.test = dataset("test", data_args.n_test, data_args.test_max_target_length)
     if splits.train is not None and (training_args.sortish_sampler or training_args.max_tokens_per_batch):
         splits.train_lengths = example_lengths(
@@ -367,9 +377,9 @@ def run_stages(trainer, tokenizer, data_args: DataTrainingArguments, splits: Spl
     return all_metrics
 
 
-def main() -> None:
+def main(argv: list[str]) -> None:
     # Parse and check everything before loading anything.
-    model_args, data_args, training_args = parse_args()
+    model_args, data_args, training_args = parse_args(argv)
     setup_logging(training_args)
     last_checkpoint = validate_args(model_args, data_args, training_args)
     prepare_run(training_args, last_checkpoint)
@@ -391,19 +401,10 @@ def main() -> None:
         logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: {written}")
 
 
-def cli() -> None:
-    """Entry point: a UsageError becomes `error: <message>` on stderr and exit code 2."""
-    try:
-        main()
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-
-
 def _mp_fn(index: int) -> None:
     """Entry point for TPU launches through xla_spawn.py (one call per TPU core)."""
-    cli()
+    run_cli(main)
 
 
 if __name__ == "__main__":
-    cli()
+    run_cli(main)
