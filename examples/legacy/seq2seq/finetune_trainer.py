@@ -217,6 +217,8 @@ def setup_logging(training_args: LegacySeq2SeqTrainingArguments) -> None:
     logger.setLevel(logging.INFO if training_args.should_log else training_args.get_process_log_level())
     logging.getLogger("distillation").setLevel(logger.level)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    # With CI=true in the environment transformers also passes its records to the root handler: each line twice.
+    transformers.utils.logging.disable_propagation()
 
 
 def prepare_run(training_args: LegacySeq2SeqTrainingArguments, last_checkpoint: str | None) -> None:

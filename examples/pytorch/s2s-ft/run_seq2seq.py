@@ -214,6 +214,8 @@ def setup_logging(training_args: S2SFTTrainingArguments) -> None:
     transformers.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
+    # With CI=true in the environment transformers also passes its records to the root handler: each line twice.
+    transformers.utils.logging.disable_propagation()
 
 
 # Copied from examples.pytorch.summarization.run_summarization.check_model_reachable

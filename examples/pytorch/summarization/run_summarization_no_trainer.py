@@ -494,6 +494,8 @@ def setup_logging(accelerator: Accelerator) -> None:
     else:
         datasets.utils.logging.set_verbosity_error()
         transformers.utils.logging.set_verbosity_error()
+    # With CI=true in the environment transformers also passes its records to the root handler: each line twice.
+    transformers.utils.logging.disable_propagation()
 
 
 def remove_previous_run(output_dir: str) -> None:

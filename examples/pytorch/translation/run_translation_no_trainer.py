@@ -617,6 +617,8 @@ def setup_logging(accelerator: Accelerator) -> None:
     else:
         datasets.utils.logging.set_verbosity_error()
         transformers.utils.logging.set_verbosity_error()
+    # With CI=true in the environment transformers also passes its records to the root handler: each line twice.
+    transformers.utils.logging.disable_propagation()
 
 
 # Copied from examples.pytorch.summarization.run_summarization_no_trainer.remove_previous_run

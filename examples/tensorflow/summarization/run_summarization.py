@@ -308,6 +308,8 @@ def setup_logging(training_args: SummarizationTrainingArguments) -> None:
     datasets.utils.logging.set_verbosity(library_level)
     transformers.utils.logging.set_verbosity(library_level)
     tf.get_logger().setLevel(max(library_level, logging.WARNING))
+    # With CI=true in the environment transformers also passes its records to the root handler: each line twice.
+    transformers.utils.logging.disable_propagation()
 
 
 # Copied from examples.pytorch.summarization.run_summarization.check_data_file
