@@ -3,6 +3,7 @@ batches with one encoder pass per batch give the same predictions, each once, in
 Seq2SeqTrainer path (one process and two); the two-tier evaluation of training runs; the warning for --bf16 on a
 CPU without native bf16."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -21,9 +22,9 @@ SORTED_LOG = "longest input first"
 BF16_WARNING = "without native bf16"
 
 
-def eval_predict_args(task: str, tiny_models: Path) -> tuple[list, list[int]]:
+def eval_predict_args(task: str, tiny_models: Path) -> tuple[list, list[int], list[int]]:
     """Eval + predict (no training) on 10 examples of varied length, batches of 3 (the last batch is uneven);
-    and the longest-first order of the examples."""
+    the longest-first order of the examples and their source lengths in tokens."""
     if task == "summarization":
         model, max_length = tiny_models / "t5", 256
         data = ["--source_prefix", "summarize: ", "--validation_file", XSUM, "--test_file", XSUM]
@@ -41,7 +42,7 @@ def eval_predict_args(task: str, tiny_models: Path) -> tuple[list, list[int]]:
     ]
     flags = ["--do_eval", "--do_predict", "--predict_with_generate", "--per_device_eval_batch_size", 3]
     args = [script, "--model_name_or_path", model, "--max_source_length", max_length, *data, *flags]
-    return [*args, "--generation_max_length", 16], np.argsort(-np.asarray(lengths), kind="stable").tolist()
+    return [*args, "--generation_max_length", 16], np.argsort(-np.asarray(lengths), kind="stable").tolist(), lengths
 
 
 def scores(output_dir: Path) -> dict:
@@ -57,7 +58,7 @@ def scores(output_dir: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["summarization", "translation"])
 def test_longest_first_batches_give_the_input_order_predictions_each_once(task, tiny_models, tmp_path):
-    args, longest_first = eval_predict_args(task, tiny_models)
+    args, longest_first, _ = eval_predict_args(task, tiny_models)
     stock = ["--eval_sort_by_length", "False", "--eval_encode_once", "False"]  # the plain Seq2SeqTrainer path
     baseline = run_example([*args, *stock, "--output_dir", tmp_path / "input-order"])
     one = run_example([*args, "--output_dir", tmp_path / "sorted"])
@@ -73,6 +74,34 @@ def test_longest_first_batches_give_the_input_order_predictions_each_once(task, 
     for name in ("sorted", "sorted-two"):
         assert read_lines(tmp_path / name / "generated_predictions.txt") == expected, name
         assert scores(tmp_path / name) == expected_scores, name  # eval scores too: same order, same sums
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["summarization", "translation"])
+def test_token_budget_batches_give_the_same_predictions_each_once(task, tiny_models, tmp_path):
+    args, _, lengths = eval_predict_args(task, tiny_models)
+    # Just under two of the longest inputs: those go alone, shorter ones share batches of 2 or 3.
+    budget = 2 * max(lengths) - 1
+    run_example([*args, "--output_dir", tmp_path / "fixed"])
+    budgeted = [*args, "--eval_max_tokens_per_batch", budget]
+    one = run_example([*budgeted, "--output_dir", tmp_path / "budget"])
+    two = run_example([*budgeted, "--use_cpu", "--output_dir", tmp_path / "budget-two"], launcher=TORCHRUN)
+    batch_sizes = re.findall(
+        r"Test batches by --eval_max_tokens_per_batch \d+: (\d+) batches of (\d+) to (\d+)", one.stdout + one.stderr
+    )
+    assert len(batch_sizes) == 1 and int(batch_sizes[0][1]) == 1 < int(batch_sizes[0][2]), batch_sizes
+    assert "Test batches by" in two.stdout + two.stderr
+
+    expected = read_lines(tmp_path / "fixed" / "generated_predictions.txt")
+    assert len(expected) == 10
+    for name in ("budget", "budget-two"):
+        assert read_lines(tmp_path / name / "generated_predictions.txt") == expected, name
+        assert scores(tmp_path / name) == scores(tmp_path / "fixed"), name
+
+    refused = run_example(
+        [*args, "--eval_max_tokens_per_batch", 0, "--output_dir", tmp_path / "zero"], expect_success=False
+    )
+    assert_usage_error(refused, "--eval_max_tokens_per_batch must be a positive number of tokens", tmp_path / "zero")
 
 
 @pytest.mark.slow

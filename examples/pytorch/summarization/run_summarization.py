@@ -270,6 +270,19 @@ class SummarizationTrainingArguments(Seq2SeqTrainingArguments):
             )
         },
     )
+    eval_max_tokens_per_batch: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "With --predict_with_generate, size eval/predict batches by a token budget instead of "
+                "--per_device_eval_batch_size: each batch takes as many examples as fit in N padded source tokens "
+                "(examples x longest source). With the longest-first order, short inputs then share large batches "
+                "(far fewer generation steps) while the longest batch stays as big as N allows. Same "
+                "predictions; eval_loss stays the Trainer's mean of batch means, so it can move slightly. "
+                "Suggested: per_device_eval_batch_size x max_source_length, the largest batch the fixed size makes."
+            )
+        },
+    )
     eval_subset_size: int | None = field(
         default=None,
         metadata={
@@ -462,6 +475,11 @@ def check_run_args(
             raise UsageError(f"--{name} must be at least 1, got {getattr(data_args, name)} (leave it out for all)")
     if (training_args.do_eval or training_args.do_predict) and not training_args.predict_with_generate:
         logger.warning("without --predict_with_generate, eval/predict report only the loss, no generation metrics")
+    if training_args.eval_max_tokens_per_batch is not None and training_args.eval_max_tokens_per_batch < 1:
+        raise UsageError(
+            f"--eval_max_tokens_per_batch must be a positive number of tokens, got "
+            f"{training_args.eval_max_tokens_per_batch} (leave it out for --per_device_eval_batch_size batches)"
+        )
     for name in ("eval_subset_size", "eval_num_beams"):
         value = getattr(training_args, name)
         if value is not None and value < 1:
@@ -759,12 +777,68 @@ class DataCollatorForSeq2SeqAllowingNoLabels(DataCollatorForSeq2Seq):
         return batch
 
 
+def token_budget_batches(lengths: list[int], max_tokens: int, num_processes: int = 1) -> list[list[int]]:
+    """Consecutive batches of example indices (0, 1, 2, ... in order) whose padded size, examples x longest,
+    stays within `max_tokens` (a batch holds at least one example).
+
+    Under multi-process evaluation each step takes one batch per process and gathers them with equal shapes, so
+    the batches come in groups of `num_processes` of one size; the last group is filled up with copies of the
+    last example. Gathered in order, the copies come after every real example, where the prediction decoding
+    (which keeps the first N rows) drops them.
+    """
+    batches, start = [], 0
+    while start < len(lengths):
+        size, end = 1, min(start + num_processes, len(lengths))
+        longest = max(lengths[start:end])
+        while end < len(lengths):
+            bigger_end = min(start + (size + 1) * num_processes, len(lengths))
+            bigger_longest = max(longest, *lengths[end:bigger_end])
+            if (size + 1) * bigger_longest > max_tokens:
+                break
+            size, end, longest = size + 1, bigger_end, bigger_longest
+        group = list(range(start, end))
+        group += [group[-1]] * (size * num_processes - len(group))
+        batches += [group[rank * size : (rank + 1) * size] for rank in range(num_processes)]
+        start = end
+    return batches
+
+
 class Seq2SeqTrainerEncodingOnce(Seq2SeqTrainer):
-    """`Seq2SeqTrainer` whose generate-and-score step encodes each batch once (--eval_encode_once).
+    """`Seq2SeqTrainer` whose generate-and-score step encodes each batch once (--eval_encode_once), and whose
+    eval/predict batches can be sized by a token budget (--eval_max_tokens_per_batch).
 
     The stock step calls `generate()`, which runs the encoder, and then the model on the labels for the loss,
     which runs it again: for long inputs and short outputs that is most of the eval time.
     """
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        if self.args.eval_max_tokens_per_batch is None or not isinstance(dataset, datasets.Dataset):
+            return super().get_eval_dataloader(eval_dataset)
+        return self.token_budget_dataloader(dataset, "evaluation")
+
+    def get_test_dataloader(self, test_dataset):
+        if self.args.eval_max_tokens_per_batch is None or not isinstance(test_dataset, datasets.Dataset):
+            return super().get_test_dataloader(test_dataset)
+        return self.token_budget_dataloader(test_dataset, "test")
+
+    def token_budget_dataloader(self, dataset: datasets.Dataset, description: str) -> torch.utils.data.DataLoader:
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        batches = token_budget_batches(lengths, self.args.eval_max_tokens_per_batch, self.args.world_size)
+        sizes = [len(batch) for batch in batches]
+        logger.info(
+            f"{description.capitalize()} batches by --eval_max_tokens_per_batch "
+            f"{self.args.eval_max_tokens_per_batch}: {len(batches)} batches of {min(sizes)} to {max(sizes)} examples"
+        )
+        # accelerate hands batch i to process i % N: groups of N equal batches keep the gathered shapes equal.
+        loader = torch.utils.data.DataLoader(
+            self._remove_unused_columns(dataset, description=description),
+            batch_sampler=batches,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
         if not (
