@@ -3,15 +3,19 @@ batches with one encoder pass per batch give the same predictions, each once, in
 Seq2SeqTrainer path (one process and two); the two-tier evaluation of training runs; the warning for --bf16 on a
 CPU without native bf16."""
 
+import importlib.util
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from helpers import FIXTURES, assert_usage_error, read_json, read_jsonl, read_lines, run_example
+from helpers import FIXTURES, REPO_ROOT, assert_usage_error, read_json, read_jsonl, read_lines, run_example
 
 SUMMARIZATION = "examples/pytorch/summarization/run_summarization.py"
 TRANSLATION = "examples/pytorch/translation/run_translation.py"
@@ -146,3 +150,78 @@ def test_bf16_on_a_cpu_without_native_bf16_warns_once(tiny_models, tmp_path):
         native = bool({"avx512_bf16", "amx_bf16"} & set(handle.read().split()))
     plain = run_example([*args, "--output_dir", tmp_path / "b"])
     assert (BF16_WARNING in plain.stdout + plain.stderr) is not native
+
+
+def load_summarization_script():
+    """run_summarization.py as a module, for its batching functions (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location("run_summarization", REPO_ROOT / SUMMARIZATION)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_token_budget_batches_cover_every_example_once_within_the_budget():
+    script = load_summarization_script()
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        n, processes, budget = int(rng.integers(1, 40)), int(rng.integers(1, 4)), int(rng.integers(1, 200))
+        sources, targets = rng.integers(1, 60, n).tolist(), rng.integers(1, 30, n).tolist()
+        # Eval/predict: consecutive, in order, equal sizes per step, filler copies only after the last example.
+        batches = script.token_budget_batches(sources, budget, processes)
+        flat = [index for batch in batches for index in batch]
+        assert flat[:n] == list(range(n)) and set(flat[n:]) <= {n - 1}
+        assert len(batches) % processes == 0
+        assert all(
+            len({len(batch) for batch in batches[i : i + processes]}) == 1 for i in range(0, len(batches), processes)
+        )
+        assert all(len(set(batch)) == 1 or len(batch) * max(sources[i] for i in batch) <= budget for batch in batches)
+        # Training: every example once per epoch, within the budget, the largest batch first, a new order per epoch.
+        sampler = script.TokenBudgetBatchSampler(sources, targets, budget, seed=0)
+        epochs = []
+        for epoch in (0, 1, 0):
+            sampler.set_epoch(epoch)
+            epochs.append(list(sampler))
+            assert sorted(index for batch in epochs[-1] for index in batch) == list(range(n))
+            padded = [
+                len(batch) * (max(sources[i] for i in batch) + max(targets[i] for i in batch)) for batch in epochs[-1]
+            ]
+            assert all(size <= budget for size, batch in zip(padded, epochs[-1], strict=True) if len(batch) > 1)
+            assert padded[0] == max(padded)
+        assert epochs[0] == epochs[2] and len(epochs[0]) == len(sampler)
+
+
+@pytest.mark.slow
+def test_token_budget_training_trains_on_one_and_two_processes_and_resumes_in_the_same_order(tiny_models, tmp_path):
+    args = [
+        TRANSLATION, "--model_name_or_path", tiny_models / "marian", "--source_lang", "en", "--target_lang", "ro",
+        "--train_file", WMT16, "--do_train", "--num_train_epochs", 2, "--learning_rate", 1e-3, "--logging_steps", 1,
+        "--train_max_tokens_per_batch", 100, "--save_strategy", "epoch", "--report_to", "none", "--seed", 0,
+    ]  # fmt: skip
+    whole = run_example([*args, "--output_dir", tmp_path / "whole"])
+    found = re.findall(
+        r"Training batches by --train_max_tokens_per_batch 100: (\d+) batches of (\d+) to (\d+)", whole.stdout
+    )
+    assert len(found) == 1 and int(found[0][1]) < int(found[0][2]), found
+    batches = int(found[0][0])
+    assert batches < 10  # fewer steps than examples: short sentences share batches
+    state = read_json(tmp_path / "whole" / "trainer_state.json")
+    assert state["global_step"] == 2 * batches
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert np.mean(losses[-batches:]) < np.mean(losses[:batches])
+
+    # Resumed at the end of epoch 1, epoch 2 replays the same batch order: the same final weights.
+    shutil.copytree(tmp_path / "whole" / f"checkpoint-{batches}", tmp_path / "resumed" / f"checkpoint-{batches}")
+    run_example([*args, "--output_dir", tmp_path / "resumed"])
+    whole_weights = load_file(tmp_path / "whole" / "model.safetensors")
+    resumed_weights = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert all(torch.allclose(whole_weights[name], resumed_weights[name], atol=1e-5) for name in whole_weights)
+
+    two = run_example([*args, "--use_cpu", "--output_dir", tmp_path / "two"], launcher=TORCHRUN)
+    assert (two.stdout + two.stderr).count("world size: 2") == 2
+    assert read_json(tmp_path / "two" / "trainer_state.json")["global_step"] == 2 * ((batches + 1) // 2)
+
+    refused = run_example(
+        [*args, "--train_sampling_strategy", "group_by_length", "--output_dir", tmp_path / "both"],
+        expect_success=False,
+    )
+    assert_usage_error(refused, "drop --train_sampling_strategy group_by_length", tmp_path / "both")

@@ -270,6 +270,19 @@ class SummarizationTrainingArguments(Seq2SeqTrainingArguments):
             )
         },
     )
+    train_max_tokens_per_batch: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Size training batches by a token budget instead of --per_device_train_batch_size: examples of "
+                "similar length share a batch of at most N padded tokens, examples x (longest source + longest "
+                "target), and the batches come in a new random order each epoch (the largest first, so a budget "
+                "that does not fit in memory fails on step one). Less padding and fewer, fuller steps on "
+                "variable-length data; the number of steps per epoch changes, so tune the learning rate as for a "
+                "larger batch. Suggested: per_device_train_batch_size x (max_source_length + max_target_length)."
+            )
+        },
+    )
     eval_max_tokens_per_batch: int | None = field(
         default=None,
         metadata={
@@ -475,10 +488,17 @@ def check_run_args(
             raise UsageError(f"--{name} must be at least 1, got {getattr(data_args, name)} (leave it out for all)")
     if (training_args.do_eval or training_args.do_predict) and not training_args.predict_with_generate:
         logger.warning("without --predict_with_generate, eval/predict report only the loss, no generation metrics")
-    if training_args.eval_max_tokens_per_batch is not None and training_args.eval_max_tokens_per_batch < 1:
+    for name, fixed in (("train", "--per_device_train_batch_size"), ("eval", "--per_device_eval_batch_size")):
+        value = getattr(training_args, f"{name}_max_tokens_per_batch")
+        if value is not None and value < 1:
+            raise UsageError(
+                f"--{name}_max_tokens_per_batch must be a positive number of tokens, got {value} "
+                f"(leave it out for {fixed} batches)"
+            )
+    if training_args.train_max_tokens_per_batch is not None and training_args.train_sampling_strategy != "random":
         raise UsageError(
-            f"--eval_max_tokens_per_batch must be a positive number of tokens, got "
-            f"{training_args.eval_max_tokens_per_batch} (leave it out for --per_device_eval_batch_size batches)"
+            f"--train_max_tokens_per_batch makes its own length-grouped batches: drop --train_sampling_strategy "
+            f"{training_args.train_sampling_strategy}"
         )
     for name in ("eval_subset_size", "eval_num_beams"):
         value = getattr(training_args, name)
@@ -803,13 +823,78 @@ def token_budget_batches(lengths: list[int], max_tokens: int, num_processes: int
     return batches
 
 
+class TokenBudgetBatchSampler:
+    """Training batches of similar length within a token budget (--train_max_tokens_per_batch), for the
+    DataLoader's `batch_sampler`.
+
+    Examples are sorted by source + target length and packed greedily while examples x (longest source + longest
+    target) stays within `max_tokens` (an example over the budget gets a batch of its own). The batches are made
+    once; each epoch shuffles their order with seed + epoch (the Trainer calls `set_epoch`, so a resumed run
+    replays the same order) and puts the one with the most padded tokens first. Under multi-process training
+    accelerate hands batch i to process i % N.
+    """
+
+    def __init__(self, source_lengths: list[int], target_lengths: list[int], max_tokens: int, seed: int) -> None:
+        self.seed, self.epoch, self.batches = seed, 0, []
+        totals = np.asarray(source_lengths) + np.asarray(target_lengths)
+        batch, longest_source, longest_target = [], 0, 0
+        for index in np.argsort(-totals, kind="stable").tolist():
+            source, target = max(longest_source, source_lengths[index]), max(longest_target, target_lengths[index])
+            if batch and (len(batch) + 1) * (source + target) > max_tokens:
+                self.batches.append(batch)
+                batch, source, target = [], source_lengths[index], target_lengths[index]
+            batch.append(index)
+            longest_source, longest_target = source, target
+        if batch:
+            self.batches.append(batch)
+        self.padded_tokens = [
+            len(batch) * (max(source_lengths[i] for i in batch) + max(target_lengths[i] for i in batch))
+            for batch in self.batches
+        ]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        order = np.random.default_rng(self.seed + self.epoch).permutation(len(self.batches)).tolist()
+        largest = max(range(len(self.batches)), key=self.padded_tokens.__getitem__)
+        order.remove(largest)
+        return iter([self.batches[largest]] + [self.batches[i] for i in order])
+
+
 class Seq2SeqTrainerEncodingOnce(Seq2SeqTrainer):
     """`Seq2SeqTrainer` whose generate-and-score step encodes each batch once (--eval_encode_once), and whose
-    eval/predict batches can be sized by a token budget (--eval_max_tokens_per_batch).
+    batches can be sized by a token budget (--train_max_tokens_per_batch, --eval_max_tokens_per_batch).
 
     The stock step calls `generate()`, which runs the encoder, and then the model on the labels for the loss,
     which runs it again: for long inputs and short outputs that is most of the eval time.
     """
+
+    def get_train_dataloader(self):
+        if self.args.train_max_tokens_per_batch is None or not isinstance(self.train_dataset, datasets.Dataset):
+            return super().get_train_dataloader()
+        sampler = TokenBudgetBatchSampler(
+            [len(ids) for ids in self.train_dataset["input_ids"]],
+            [len(ids) for ids in self.train_dataset["labels"]],
+            self.args.train_max_tokens_per_batch,
+            self.args.seed,
+        )
+        sizes = [len(batch) for batch in sampler.batches]
+        logger.info(
+            f"Training batches by --train_max_tokens_per_batch {self.args.train_max_tokens_per_batch}: "
+            f"{len(sizes)} batches of {min(sizes)} to {max(sizes)} examples per epoch"
+        )
+        loader = torch.utils.data.DataLoader(
+            self._remove_unused_columns(self.train_dataset, description="training"),
+            batch_sampler=sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
 
     def get_eval_dataloader(self, eval_dataset=None):
         dataset = self.eval_dataset if eval_dataset is None else eval_dataset
