@@ -43,6 +43,8 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
     DataCollatorForSeq2Seq,
+    DynamicCache,
+    EncoderDecoderCache,
     HfArgumentParser,
     MBart50Tokenizer,
     MBartTokenizer,
@@ -267,6 +269,16 @@ class SummarizationTrainingArguments(Seq2SeqTrainingArguments):
                 "With --predict_with_generate, run the encoder once per eval/predict batch and share its output "
                 "between generation and the loss (Seq2SeqTrainer runs it twice). Same predictions and loss; "
                 "--eval_encode_once False takes the stock Seq2SeqTrainer step."
+            )
+        },
+    )
+    eval_beams_share_cross_attention: bool = field(
+        default=True,
+        metadata={
+            "help": (
+                "With beam search in eval/predict, leave the cross-attention keys/values in place when beams are "
+                "reordered: all beams of an example share them, yet generate() copies them at every step. Same "
+                "predictions; --eval_beams_share_cross_attention False keeps generate()'s own cache."
             )
         },
     )
@@ -865,6 +877,18 @@ class TokenBudgetBatchSampler:
         return iter([self.batches[largest]] + [self.batches[i] for i in order])
 
 
+class BeamSharedCrossAttentionCache(EncoderDecoderCache):
+    """The encoder-decoder cache with beam reordering for the self-attention part only.
+
+    Beam search reorders beams within each example, and the cross-attention keys/values of an example's beams are
+    the same (computed from copies of one encoder output), so reordering them (a copy of batch x beams x source
+    length x model size per layer at every step) leaves them as they were.
+    """
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self.self_attention_cache.reorder_cache(beam_idx)
+
+
 class Seq2SeqTrainerEncodingOnce(Seq2SeqTrainer):
     """`Seq2SeqTrainer` whose generate-and-score step encodes each batch once (--eval_encode_once), and whose
     batches can be sized by a token budget (--train_max_tokens_per_batch, --eval_max_tokens_per_batch).
@@ -926,6 +950,21 @@ class Seq2SeqTrainerEncodingOnce(Seq2SeqTrainer):
         return self.accelerator.prepare(loader)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        gen_kwargs = dict(
+            gen_kwargs or getattr(self, "_gen_kwargs", {})
+        )  # the parent's rule: call's, else evaluate()'s
+        beams = gen_kwargs.get("num_beams") or self.model.generation_config.num_beams or 1
+        if (
+            self.args.eval_beams_share_cross_attention
+            and beams > 1
+            and self.model.config.is_encoder_decoder
+            and self.model.generation_config.cache_implementation is None
+            and "past_key_values" not in gen_kwargs
+        ):
+            decoder_config = self.model.config.get_text_config(decoder=True)
+            gen_kwargs["past_key_values"] = BeamSharedCrossAttentionCache(
+                DynamicCache(config=decoder_config), DynamicCache(config=decoder_config)
+            )
         if not (
             self.args.eval_encode_once
             and self.args.predict_with_generate
