@@ -5,21 +5,26 @@
     .venv/bin/python bench/generation_and_training.py --quick    # a smoke run (~4 minutes)
 
 Each row runs run_summarization.py or run_translation.py as a subprocess (the real path a user takes), once
-with the speed options off (baseline) and once on (ours), alternating which side goes first so that load drifts
-hit both alike. The model is one t5-small-sized T5 (d_model 512, d_ff 2048, 6+6 layers, 8 heads; random init,
+with the speed options off (baseline) and with them on (ours, then ours with a token budget), alternating which of
+the first two goes first so that load drifts hit both alike. The model is one t5-small-sized T5 (d_model 512, d_ff 2048, 6+6 layers, 8 heads; random init,
 seed 0) with the tiny T5 tokenizer of `.cache/tiny-models/t5` (`make tiny-models`), saved once to
 `.cache/bench-t5-small`. Its generation config forces exactly --new_tokens new tokens (min = max), so both sides
 generate the same number of tokens. Data: the first examples of CNN/DM (see2017 test; sources truncated to
 512 tokens), SciTLDR-A dev (variable length) and WMT16 en-ro newsdev2016, read from ../shared/data.
 
-1. predict-with-generate, greedy and 4 beams. Baseline: the stock Seq2SeqTrainer path
-   (`--eval_sort_by_length False --eval_encode_once False`: input order, the encoder run twice per batch).
-   Ours: the defaults (longest input first, one encoder pass per batch), same batch size (--eval_batch_size),
-   and a third run with larger batches (--large_eval_batch_size, more memory). Throughput is the scripts' own `predict_samples_per_second` (generation, gathering and
-   decoding; not the start-up); the two `generated_predictions.txt` files are compared byte for byte.
-2. training, one epoch over the same examples (so both sides see the same useful tokens). Baseline: random
-   batches (the Trainer default). Ours: `--train_sampling_strategy group_by_length`. Reported: useful (non-pad)
-   source + target tokens per second of `train_runtime`, and the final training loss.
+1. predict-with-generate, greedy and 4 beams. Baseline: the stock Seq2SeqTrainer path (`--eval_sort_by_length
+   False --eval_encode_once False --eval_beams_share_cross_attention False`: input order, the encoder run twice
+   per batch, generate()'s cache copies on every beam step). Ours: the defaults (longest input first, one encoder
+   pass per batch, the beams' cross-attention left in place), same batch size (--eval_batch_size). Ours, token
+   budget: also `--eval_max_tokens_per_batch eval_batch_size x max_source_length`, the padded size of the
+   largest batch the baseline makes, so short inputs share larger batches. Throughput is the scripts' own
+   `predict_samples_per_second` (generation, gathering and decoding; not the start-up); the
+   `generated_predictions.txt` files are compared byte for byte.
+2. training, one epoch over the same examples (so every side sees the same useful tokens). Baseline: random
+   batches (the Trainer default). Ours: `--train_sampling_strategy group_by_length` (same batch size and
+   steps). Ours, token budget: `--train_max_tokens_per_batch train_batch_size x mean length` (about the same
+   steps and tokens per step, without the padding). Reported: useful (non-pad) source + target tokens per second
+   of `train_runtime`, steps and the final training loss.
 
 Peak RSS is that of the script's process (`wait4`). Fraction of peak = model FLOPs of the useful tokens (the
 matmuls: 2 x parameters per token for generation, 6 x for training, plus attention) per second, over the fp32
@@ -45,6 +50,7 @@ SUMMARIZATION = REPO_ROOT / "examples" / "pytorch" / "summarization" / "run_summ
 TRANSLATION = REPO_ROOT / "examples" / "pytorch" / "translation" / "run_translation.py"
 ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline"}
 D_MODEL, D_FF, LAYERS = 512, 2048, 6
+SIDES = ("baseline", "ours", "ours_budget")
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,9 +62,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--n_beams", type=int, default=16, help="examples per 4-beam generation row")
     parser.add_argument("--n_train", type=int, default=48, help="training examples (one epoch) per row")
     parser.add_argument("--eval_batch_size", type=int, default=8, help="eval/predict batch size of both sides")
-    parser.add_argument(
-        "--large_eval_batch_size", type=int, default=32, help="a third side: ours with larger batches (0: skip)"
-    )
     parser.add_argument("--train_batch_size", type=int, default=8)
     parser.add_argument("--max_source_length", type=int, default=512)
     parser.add_argument("--max_target_length", type=int, default=64)
@@ -68,7 +71,7 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.quick:
         args.new_tokens, args.n_greedy, args.n_beams, args.n_train = 4, 8, 4, 16
-        args.max_source_length, args.large_eval_batch_size = 256, 16
+        args.max_source_length = 256
     return args
 
 
@@ -198,6 +201,11 @@ def run_script(command: list, output_dir: Path) -> tuple[dict, float]:
         return json.load(handle), usage.ru_maxrss / 1024
 
 
+def read_steps(output_dir: Path) -> int:
+    with open(output_dir / "trainer_state.json", encoding="utf-8") as handle:
+        return json.load(handle)["global_step"]
+
+
 def script_args(data: str, path: Path, args) -> list:
     if data == "en-ro":
         return [TRANSLATION, "--source_lang", "en", "--target_lang", "ro", "--train_file", path, "--test_file", path,
@@ -210,18 +218,15 @@ def bench_generation(name, data, beams, n, files, work, args, tokenizer, first: 
     common = [*script_args(data, files[data], args), "--model_name_or_path", args.model_dir, "--do_predict"]
     common += ["--predict_with_generate", "--max_predict_samples", n, "--num_beams", beams]
     common += ["--max_source_length", args.max_source_length, "--generation_max_length", args.new_tokens + 1]
-    sides = {
-        "baseline": ["--eval_sort_by_length", "False", "--eval_encode_once", "False"],
-        "ours": [],
-        "ours_large": [],
-    }
-    for side, flags in sides.items():
-        flags += [
-            "--per_device_eval_batch_size",
-            args.large_eval_batch_size if side == "ours_large" else args.eval_batch_size,
-        ]
+    stock = ["--eval_sort_by_length", "False", "--eval_encode_once", "False"]
+    stock += ["--eval_beams_share_cross_attention", "False"]
+    # The token budget of the largest batch the fixed batch size makes: no batch pads to more source tokens.
+    budget = ["--eval_max_tokens_per_batch", args.eval_batch_size * args.max_source_length]
+    sides = {"baseline": stock, "ours": [], "ours_budget": budget}
+    for flags in sides.values():
+        flags += ["--per_device_eval_batch_size", args.eval_batch_size]
     order = ["baseline", "ours"] if first == "baseline" else ["ours", "baseline"]
-    order += ["ours_large"] if args.large_eval_batch_size else []
+    order += ["ours_budget"]
     results = {}
     for side in order:
         metrics, rss = run_script([*common, *sides[side]], work / f"{name}-{side}")
@@ -240,14 +245,22 @@ def bench_training(name, data, max_source_length, files, work, args, tokenizer, 
     common += ["--per_device_train_batch_size", args.train_batch_size, "--learning_rate", 1e-4, "--seed", 0]
     common += ["--max_source_length", max_source_length, "--max_target_length", args.max_target_length]
     common += ["--logging_steps", 1, "--report_to", "none"]
-    sides = {"baseline": [], "ours": ["--train_sampling_strategy", "group_by_length"]}
-    order = ["baseline", "ours"] if first == "baseline" else ["ours", "baseline"]
     sources, targets = texts(data, read_rows(files[data], args.n_train))
     src = [len(i) for i in tokenizer(sources, max_length=max_source_length, truncation=True)["input_ids"]]
     tgt = [
         len(i) for i in tokenizer(text_target=targets, max_length=args.max_target_length, truncation=True)["input_ids"]
     ]
     useful = sum(src) + sum(tgt)
+    # A token budget of the batch size times the mean length: about as many steps (and tokens per step) as the
+    # baseline, with the padding gone.
+    budget = round(args.train_batch_size * useful / len(src))
+    sides = {
+        "baseline": [],
+        "ours": ["--train_sampling_strategy", "group_by_length"],
+        "ours_budget": ["--train_max_tokens_per_batch", budget],
+    }
+    order = ["baseline", "ours"] if first == "baseline" else ["ours", "baseline"]
+    order += ["ours_budget"]
     results = {}
     for side in order:
         metrics, rss = run_script([*common, *sides[side]], work / f"{name}-{side}")
@@ -255,6 +268,7 @@ def bench_training(name, data, max_source_length, files, work, args, tokenizer, 
             "tokens_per_s": useful / metrics["train_runtime"],
             "rss_mib": rss,
             "train_loss": metrics["train_loss"],
+            "steps": read_steps(work / f"{name}-{side}"),
         }
     flops = training_flops(src, tgt, len(tokenizer))
     return {"name": name, "useful_tokens": useful, "flops_per_token": flops / useful, **results}
@@ -300,28 +314,29 @@ def main() -> None:
 
     print(
         f"\nt5-small-sized T5 (random init), {args.new_tokens} new tokens, sources <= {args.max_source_length} "
-        f"tokens; eval batch {args.eval_batch_size} (ours, large: {args.large_eval_batch_size}); training batch "
-        f"{args.train_batch_size}, one epoch of {args.n_train} examples; fp32 matmul peak {peak:.1f} GFLOP/s"
+        f"tokens; eval batch {args.eval_batch_size}; training batch {args.train_batch_size}, one epoch of "
+        f"{args.n_train} examples; fp32 matmul peak {peak:.1f} GFLOP/s"
     )
-    print("\n| row | baseline | ours | ratio | ours, large batch | ratio | identical predictions | peak RSS MiB (base / ours / large) | fraction of peak (base / ours / large) |")  # fmt: skip
+    print("\n| row | baseline | ours | ratio | ours, token budget | ratio | identical predictions | peak RSS MiB (base / ours / budget) | fraction of peak (base / ours / budget) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
     for row in generation:
-        sides = [side for side in ("baseline", "ours", "ours_large") if side in row]
-        speeds = [row[side]["samples_per_s"] for side in sides]
+        speeds = [row[side]["samples_per_s"] for side in SIDES]
         fractions = " / ".join(f"{row['flops_per_sample'] * speed / 1e9 / peak:.1%}" for speed in speeds)
-        rss = " / ".join(f"{row[side]['rss_mib']:.0f}" for side in sides)
-        large = f"{speeds[2]:.3f} samples/s | {speeds[2] / speeds[0]:.2f}x" if len(speeds) > 2 else "- | -"
+        rss = " / ".join(f"{row[side]['rss_mib']:.0f}" for side in SIDES)
         print(
             f"| {row['name']} | {speeds[0]:.3f} samples/s | {speeds[1]:.3f} samples/s | {speeds[1] / speeds[0]:.2f}x | "
-            f"{large} | {'yes' if row['identical'] else 'NO'} | {rss} | {fractions} |"
+            f"{speeds[2]:.3f} samples/s | {speeds[2] / speeds[0]:.2f}x | {'yes' if row['identical'] else 'NO'} | "
+            f"{rss} | {fractions} |"
         )
     for row in training:
-        base, ours = row["baseline"]["tokens_per_s"], row["ours"]["tokens_per_s"]
-        fractions = [row["flops_per_token"] * s / 1e9 / peak for s in (base, ours)]
-        losses = f"train loss {row['baseline']['train_loss']:.3f} / {row['ours']['train_loss']:.3f}"
+        speeds = [row[side]["tokens_per_s"] for side in SIDES]
+        fractions = " / ".join(f"{row['flops_per_token'] * speed / 1e9 / peak:.1%}" for speed in speeds)
+        rss = " / ".join(f"{row[side]['rss_mib']:.0f}" for side in SIDES)
+        losses = "train loss " + " / ".join(f"{row[side]['train_loss']:.3f}" for side in SIDES)
+        steps = "steps " + " / ".join(str(row[side]["steps"]) for side in SIDES)
         print(
-            f"| {row['name']} | {base:.0f} tok/s | {ours:.0f} tok/s | {ours / base:.2f}x | - | - | n/a ({losses}) | "
-            f"{row['baseline']['rss_mib']:.0f} / {row['ours']['rss_mib']:.0f} | {fractions[0]:.1%} / {fractions[1]:.1%} |"
+            f"| {row['name']} | {speeds[0]:.0f} tok/s | {speeds[1]:.0f} tok/s | {speeds[1] / speeds[0]:.2f}x | "
+            f"{speeds[2]:.0f} tok/s | {speeds[2] / speeds[0]:.2f}x | n/a ({losses}; {steps}) | {rss} | {fractions} |"
         )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
