@@ -233,3 +233,36 @@ def test_token_budget_training_trains_on_one_and_two_processes_and_resumes_in_th
         expect_success=False,
     )
     assert_usage_error(refused, "drop --train_sampling_strategy group_by_length", tmp_path / "both")
+
+
+@pytest.mark.slow
+def test_the_no_trainer_twin_keeps_its_predictions_with_a_token_budget_and_shared_beam_cache(tiny_models, tmp_path):
+    _, _, lengths = eval_predict_args("translation", tiny_models)
+    args = [
+        "examples/pytorch/translation/run_translation_no_trainer.py", "--model_name_or_path", tiny_models / "marian",
+        "--source_lang", "en", "--target_lang", "ro", "--train_file", WMT16, "--validation_file", WMT16,
+        "--max_train_steps", 1, "--per_device_eval_batch_size", 3, "--num_beams", 2, "--max_source_length", 128,
+        "--val_max_target_length", 16, "--seed", 0, "--learning_rate", 0,  # one process or two: the same weights
+    ]  # fmt: skip
+    stock = ["--eval_sort_by_length", "false", "--eval_beams_share_cross_attention", "false"]
+    run_example([*args, *stock, "--output_dir", tmp_path / "stock"])
+    budget = ["--eval_max_tokens_per_batch", 2 * max(lengths) - 1]  # the longest alone, shorter ones by 2 or 3
+    one = run_example([*args, *budget, "--output_dir", tmp_path / "budget"])
+    assert "Eval/predict batches by --eval_max_tokens_per_batch" in one.stdout + one.stderr
+    launcher = [
+        Path(sys.executable).parent / "accelerate", "launch", "--multi_gpu", "--num_processes", 2,
+        "--num_machines", 1, "--mixed_precision", "no", "--dynamo_backend", "no",
+    ]  # fmt: skip
+    run_example([*args, *budget, "--output_dir", tmp_path / "two"], launcher=launcher, env={"ACCELERATE_USE_CPU": "1"})
+
+    expected = read_lines(tmp_path / "stock" / "eval_predictions.txt")
+    expected_scores = {
+        key: value
+        for key, value in read_json(tmp_path / "stock" / "all_results.json").items()
+        if key.startswith("eval_")
+    }
+    assert len(expected) == 10
+    for name in ("budget", "two"):
+        assert read_lines(tmp_path / name / "eval_predictions.txt") == expected, name
+        results = read_json(tmp_path / name / "all_results.json")
+        assert {key: results[key] for key in expected_scores} == expected_scores, name

@@ -57,6 +57,8 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
     DataCollatorForSeq2Seq,
+    DynamicCache,
+    EncoderDecoderCache,
     MBart50Tokenizer,
     MBartTokenizer,
     get_scheduler,
@@ -205,6 +207,25 @@ def add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
             "Generate eval/predict batches longest input first (less padding per batch) and put the predictions "
             "back in input order, so outputs and scores do not change. --eval_sort_by_length false generates in "
             "input order (for comparisons)."
+        ),
+    )
+    prep.add_argument(
+        "--eval_beams_share_cross_attention",
+        default=True,
+        **BOOL_FLAG,
+        help=(
+            "With beam search, leave the cross-attention keys/values in place when beams are reordered: all beams "
+            "of an example share them, yet generate() copies them at every step. Same predictions; false keeps "
+            "generate()'s own cache."
+        ),
+    )
+    prep.add_argument(
+        "--eval_max_tokens_per_batch",
+        type=int,
+        help=(
+            "Size eval/predict batches by a token budget instead of --per_device_eval_batch_size: as many examples "
+            "as fit in N padded source tokens (examples x longest source), so short inputs share large batches. "
+            "Same predictions. Suggested: per_device_eval_batch_size x max_source_length."
         ),
     )
     prep.add_argument(
@@ -462,6 +483,11 @@ def validate_args(args: argparse.Namespace) -> str | None:
     for name in ("max_train_samples", "max_eval_samples", "max_predict_samples", "num_beams", "max_train_steps"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name} must be at least 1, got {getattr(args, name)} (leave it out for the default)")
+    if args.eval_max_tokens_per_batch is not None and args.eval_max_tokens_per_batch < 1:
+        raise UsageError(
+            f"--eval_max_tokens_per_batch must be a positive number of tokens, got {args.eval_max_tokens_per_batch} "
+            "(leave it out for --per_device_eval_batch_size batches)"
+        )
     if args.num_train_epochs < 1 or args.logging_steps < 1 or args.num_warmup_steps < 0:
         raise UsageError("--num_train_epochs and --logging_steps must be at least 1, --num_warmup_steps at least 0")
     if args.model_name_or_path is None and (args.model_type is None or args.tokenizer_name is None):
@@ -872,26 +898,104 @@ def write_predictions(path: str, predictions: list[str]) -> None:
     os.replace(f"{path}.tmp", path)
 
 
+# Copied from examples.pytorch.summarization.run_summarization.token_budget_batches
+def token_budget_batches(lengths: list[int], max_tokens: int, num_processes: int = 1) -> list[list[int]]:
+    """Consecutive batches of example indices (0, 1, 2, ... in order) whose padded size, examples x longest,
+    stays within `max_tokens` (a batch holds at least one example).
+
+    Under multi-process evaluation each step takes one batch per process and gathers them with equal shapes, so
+    the batches come in groups of `num_processes` of one size; the last group is filled up with copies of the
+    last example. Gathered in order, the copies come after every real example, where the prediction decoding
+    (which keeps the first N rows) drops them.
+    """
+    batches, start = [], 0
+    while start < len(lengths):
+        size, end = 1, min(start + num_processes, len(lengths))
+        longest = max(lengths[start:end])
+        while end < len(lengths):
+            bigger_end = min(start + (size + 1) * num_processes, len(lengths))
+            bigger_longest = max(longest, *lengths[end:bigger_end])
+            if (size + 1) * bigger_longest > max_tokens:
+                break
+            size, end, longest = size + 1, bigger_end, bigger_longest
+        group = list(range(start, end))
+        group += [group[-1]] * (size * num_processes - len(group))
+        batches += [group[rank * size : (rank + 1) * size] for rank in range(num_processes)]
+        start = end
+    return batches
+
+
+# Copied from examples.pytorch.summarization.run_summarization.BeamSharedCrossAttentionCache
+class BeamSharedCrossAttentionCache(EncoderDecoderCache):
+    """The encoder-decoder cache with beam reordering for the self-attention part only.
+
+    Beam search reorders beams within each example, and the cross-attention keys/values of an example's beams are
+    the same (computed from copies of one encoder output), so reordering them (a copy of batch x beams x source
+    length x model size per layer at every step) leaves them as they were.
+    """
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self.self_attention_cache.reorder_cache(beam_idx)
+
+
+def generation_dataloader(dataset, data_collator, args: argparse.Namespace, num_processes: int) -> DataLoader:
+    """The eval/predict loader: batches of --per_device_eval_batch_size, or by --eval_max_tokens_per_batch."""
+    if args.eval_max_tokens_per_batch is None:
+        return DataLoader(dataset, collate_fn=data_collator, batch_size=args.per_device_eval_batch_size)
+    lengths = [len(ids) for ids in dataset["input_ids"]]
+    batches = token_budget_batches(lengths, args.eval_max_tokens_per_batch, num_processes)
+    sizes = [len(batch) for batch in batches]
+    logger.info(
+        f"Eval/predict batches by --eval_max_tokens_per_batch {args.eval_max_tokens_per_batch}: {len(batches)} "
+        f"batches of {min(sizes)} to {max(sizes)} examples"
+    )
+    return DataLoader(dataset, collate_fn=data_collator, batch_sampler=batches)
+
+
 def generate_summaries(
-    accelerator: Accelerator, model, dataloader, tokenizer, gen_kwargs: dict, desc: str, order: np.ndarray | None
+    accelerator: Accelerator,
+    model,
+    dataloader,
+    tokenizer,
+    gen_kwargs: dict,
+    desc: str,
+    order: np.ndarray | None,
+    share_cross_attention: bool = True,
 ):
     """Generate a summary for every example of `dataloader`, on all processes; return (texts in input order,
-    gen_len). `gather_for_metrics` drops the examples repeated to fill the last batch, so each is counted once;
-    `order` says how the dataset was reordered (`order_for_generation`)."""
+    gen_len). The gathered rows are cut to the dataset's length: `gather_for_metrics` drops the examples repeated
+    to fill the last batch, and token-budget batches put their filler copies last, so each example counts once.
+    `order` says how the dataset was reordered (`order_for_generation`); with `share_cross_attention`, beam search
+    leaves the cross-attention keys/values in place (`BeamSharedCrossAttentionCache`)."""
     model.eval()
+    generator = accelerator.unwrap_model(model)
+    beams = gen_kwargs.get("num_beams") or generator.generation_config.num_beams or 1
+    share_cross_attention = (
+        share_cross_attention
+        and beams > 1
+        and generator.config.is_encoder_decoder
+        and generator.generation_config.cache_implementation is None
+    )
+    decoder_config = generator.config.get_text_config(decoder=True)
     rows = []
     for batch in tqdm(dataloader, desc=desc, disable=not accelerator.is_local_main_process):
+        kwargs = dict(gen_kwargs)
+        if share_cross_attention:
+            kwargs["past_key_values"] = BeamSharedCrossAttentionCache(
+                DynamicCache(config=decoder_config), DynamicCache(config=decoder_config)
+            )
         with torch.no_grad():
-            generated = accelerator.unwrap_model(model).generate(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **gen_kwargs
+            generated = generator.generate(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
             )
         # Processes stop generating at different lengths; pad to one width so the tensors can be gathered.
         generated = accelerator.pad_across_processes(generated, dim=1, pad_index=tokenizer.pad_token_id)
         rows.extend(accelerator.gather_for_metrics(generated).cpu().tolist())
+    num_examples = len(dataloader.dataset)
     token_ids = np.full((len(rows), max((len(row) for row in rows), default=0)), tokenizer.pad_token_id)
     for index, row in enumerate(rows):
         token_ids[index, : len(row)] = row
-    return decode_predictions(tokenizer, restore_input_order(token_ids, len(rows), order), len(rows))
+    return decode_predictions(tokenizer, restore_input_order(token_ids, num_examples, order), num_examples)
 
 
 def write_json(path: str, data: dict) -> None:
@@ -1137,7 +1241,7 @@ def main() -> None:
         generator=torch.Generator().manual_seed(args.seed),
     )
     eval_dataloader, predict_dataloader = (
-        DataLoader(dataset, collate_fn=data_collator, batch_size=args.per_device_eval_batch_size) if dataset else None
+        generation_dataloader(dataset, data_collator, args, accelerator.num_processes) if dataset else None
         for dataset in (eval_dataset, predict_dataset)
     )
 
@@ -1212,7 +1316,9 @@ def main() -> None:
         gen_kwargs["num_beams"] = args.num_beams
 
     def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str]]:
-        predictions, gen_len = generate_summaries(accelerator, model, dataloader, tokenizer, gen_kwargs, split, order)
+        predictions, gen_len = generate_summaries(
+            accelerator, model, dataloader, tokenizer, gen_kwargs, split, order, args.eval_beams_share_cross_attention
+        )
         metrics = {}
         if references is not None:
             metrics = {f"{split}_{key}": value for key, value in compute_rouge(predictions, references).items()}
