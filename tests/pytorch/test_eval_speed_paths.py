@@ -92,14 +92,16 @@ def test_longest_first_batches_give_the_input_order_predictions_each_once(task, 
 @pytest.mark.parametrize("task", ["summarization", "translation"])
 def test_token_budget_batches_give_the_same_predictions_each_once(task, tiny_models, tmp_path):
     args, _, lengths = eval_predict_args(task, tiny_models)
-    # Just under two of the longest inputs: those go alone, shorter ones share batches of 2 or 3.
-    budget = 2 * max(lengths) - 1
+    # A batch's tokens: examples x (longest source + 16, the generation max length). Just under two of the longest
+    # inputs: those go alone, shorter ones share batches of 2 or 3.
+    budget = 2 * (max(lengths) + 16) - 1
     run_example([*args, "--output_dir", tmp_path / "fixed"])
     budgeted = [*args, "--eval_max_tokens_per_batch", budget]
     one = run_example([*budgeted, "--output_dir", tmp_path / "budget"])
     two = run_example([*budgeted, "--use_cpu", "--output_dir", tmp_path / "budget-two"], launcher=TORCHRUN)
     batch_sizes = re.findall(
-        r"Test batches by --eval_max_tokens_per_batch \d+: (\d+) batches of (\d+) to (\d+)", one.stdout + one.stderr
+        rf"Test batches by --eval_max_tokens_per_batch {budget} \({budget} tokens\): (\d+) batches of (\d+) to (\d+)",
+        one.stdout + one.stderr,
     )
     assert len(batch_sizes) == 1 and int(batch_sizes[0][1]) == 1 < int(batch_sizes[0][2]), batch_sizes
     assert "Test batches by" in two.stdout + two.stderr
@@ -111,9 +113,11 @@ def test_token_budget_batches_give_the_same_predictions_each_once(task, tiny_mod
         assert scores(tmp_path / name) == scores(tmp_path / "fixed"), name
 
     refused = run_example(
-        [*args, "--eval_max_tokens_per_batch", 0, "--output_dir", tmp_path / "zero"], expect_success=False
+        [*args, "--eval_max_tokens_per_batch", "lots", "--output_dir", tmp_path / "zero"], expect_success=False
     )
-    assert_usage_error(refused, "--eval_max_tokens_per_batch must be a positive number of tokens", tmp_path / "zero")
+    assert_usage_error(
+        refused, "--eval_max_tokens_per_batch must be 'auto' or a positive number of tokens", tmp_path / "zero"
+    )
 
 
 @pytest.mark.slow
@@ -246,9 +250,11 @@ def test_the_no_trainer_twin_keeps_its_predictions_with_a_token_budget_and_share
     ]  # fmt: skip
     stock = ["--eval_sort_by_length", "false", "--eval_beams_share_cross_attention", "false"]
     run_example([*args, *stock, "--output_dir", tmp_path / "stock"])
-    budget = ["--eval_max_tokens_per_batch", 2 * max(lengths) - 1]  # the longest alone, shorter ones by 2 or 3
+    # 'auto': batches of 3 of the longest inputs' size, so up to 3 x (24 + 16) / (12 + 16) = 4 of the shortest.
+    budget = ["--eval_max_tokens_per_batch", "auto"]
     one = run_example([*args, *budget, "--output_dir", tmp_path / "budget"])
-    assert "Eval/predict batches by --eval_max_tokens_per_batch" in one.stdout + one.stderr
+    expected_log = f"--eval_max_tokens_per_batch auto ({3 * (max(lengths) + 16)} tokens): 3 batches of 3 to 4 examples"
+    assert expected_log in one.stdout + one.stderr
     launcher = [
         Path(sys.executable).parent / "accelerate", "launch", "--multi_gpu", "--num_processes", 2,
         "--num_machines", 1, "--mixed_precision", "no", "--dynamo_backend", "no",

@@ -329,16 +329,17 @@ class TranslationTrainingArguments(Seq2SeqTrainingArguments):
             )
         },
     )
-    eval_max_tokens_per_batch: int | None = field(
+    eval_max_tokens_per_batch: str | None = field(
         default=None,
         metadata={
             "help": (
                 "With --predict_with_generate, size eval/predict batches by a token budget instead of "
-                "--per_device_eval_batch_size: each batch takes as many examples as fit in N padded source tokens "
-                "(examples x longest source). With the longest-first order, short inputs then share large batches "
-                "(far fewer generation steps) while the longest batch stays as big as N allows. Same "
-                "predictions; eval_loss stays the Trainer's mean of batch means, so it can move slightly. "
-                "Suggested: per_device_eval_batch_size x max_source_length, the largest batch the fixed size makes."
+                "--per_device_eval_batch_size: each batch takes as many examples as fit in N tokens, examples x "
+                "(longest source + generation max length), what its encoder output and keys/values cache hold. With "
+                "the longest-first order, short inputs then share large batches (far fewer generation steps). "
+                "'auto' = per_device_eval_batch_size x (longest source in the data + generation max length): no "
+                "batch is bigger than the fixed-size batch of the longest inputs. Same predictions; eval_loss stays "
+                "the Trainer's mean of batch means, so it can move slightly."
             )
         },
     )
@@ -583,13 +584,12 @@ def check_run_args(
             raise UsageError(f"--{name} must be at least 1, got {getattr(data_args, name)} (leave it out for all)")
     if (training_args.do_eval or training_args.do_predict) and not training_args.predict_with_generate:
         logger.warning("without --predict_with_generate, eval/predict report only the loss, no generation metrics")
-    for name, fixed in (("train", "--per_device_train_batch_size"), ("eval", "--per_device_eval_batch_size")):
-        value = getattr(training_args, f"{name}_max_tokens_per_batch")
-        if value is not None and value < 1:
-            raise UsageError(
-                f"--{name}_max_tokens_per_batch must be a positive number of tokens, got {value} "
-                f"(leave it out for {fixed} batches)"
-            )
+    if training_args.train_max_tokens_per_batch is not None and training_args.train_max_tokens_per_batch < 1:
+        raise UsageError(
+            f"--train_max_tokens_per_batch must be a positive number of tokens, got "
+            f"{training_args.train_max_tokens_per_batch} (leave it out for --per_device_train_batch_size batches)"
+        )
+    check_eval_max_tokens(training_args.eval_max_tokens_per_batch)
     if training_args.train_max_tokens_per_batch is not None and training_args.train_sampling_strategy != "random":
         raise UsageError(
             f"--train_max_tokens_per_batch makes its own length-grouped batches: drop --train_sampling_strategy "
@@ -989,6 +989,32 @@ def compute_translation_metrics(
     }
 
 
+# Copied from examples.pytorch.summarization.run_summarization.check_eval_max_tokens
+def check_eval_max_tokens(value: str | None) -> None:
+    """--eval_max_tokens_per_batch is 'auto' or a positive whole number of tokens (or not given)."""
+    if value is not None and value != "auto" and not (value.isdigit() and int(value) > 0):
+        raise UsageError(
+            f"--eval_max_tokens_per_batch must be 'auto' or a positive number of tokens, got {value!r} (leave it "
+            "out for --per_device_eval_batch_size batches)"
+        )
+
+
+# Copied from examples.pytorch.summarization.run_summarization.generation_batches
+def generation_batches(
+    source_lengths: list[int], max_tokens: str, batch_size: int, generation_length: int, num_processes: int
+) -> tuple[list[list[int]], int]:
+    """Eval/predict batches for --eval_max_tokens_per_batch, and the budget used (see `token_budget_batches`).
+
+    A batch's tokens are examples x (longest source + generation_length): the size of its encoder output and of
+    its keys/values cache at the last step, which is what the batch's memory grows with. 'auto' takes
+    batch_size x (longest source in the data + generation_length), the tokens of a fixed-size batch of the
+    longest inputs.
+    """
+    lengths = [length + generation_length for length in source_lengths]
+    budget = batch_size * max(lengths, default=1) if max_tokens == "auto" else int(max_tokens)
+    return token_budget_batches(lengths, budget, num_processes), budget
+
+
 # Copied from examples.pytorch.summarization.run_summarization.token_budget_batches
 def token_budget_batches(lengths: list[int], max_tokens: int, num_processes: int = 1) -> list[list[int]]:
     """Consecutive batches of example indices (0, 1, 2, ... in order) whose padded size, examples x longest,
@@ -1116,12 +1142,17 @@ class Seq2SeqTrainerEncodingOnce(Seq2SeqTrainer):
         return self.token_budget_dataloader(test_dataset, "test")
 
     def token_budget_dataloader(self, dataset: datasets.Dataset, description: str) -> torch.utils.data.DataLoader:
-        lengths = [len(ids) for ids in dataset["input_ids"]]
-        batches = token_budget_batches(lengths, self.args.eval_max_tokens_per_batch, self.args.world_size)
+        batches, budget = generation_batches(
+            [len(ids) for ids in dataset["input_ids"]],
+            self.args.eval_max_tokens_per_batch,
+            self.args.per_device_eval_batch_size,
+            self.args.generation_max_length or self.model.generation_config.max_length,
+            self.args.world_size,
+        )
         sizes = [len(batch) for batch in batches]
         logger.info(
-            f"{description.capitalize()} batches by --eval_max_tokens_per_batch "
-            f"{self.args.eval_max_tokens_per_batch}: {len(batches)} batches of {min(sizes)} to {max(sizes)} examples"
+            f"{description.capitalize()} batches by --eval_max_tokens_per_batch {self.args.eval_max_tokens_per_batch} "
+            f"({budget} tokens): {len(batches)} batches of {min(sizes)} to {max(sizes)} examples"
         )
         # accelerate hands batch i to process i % N: groups of N equal batches keep the gathered shapes equal.
         loader = torch.utils.data.DataLoader(

@@ -251,11 +251,11 @@ def add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
     )
     prep.add_argument(
         "--eval_max_tokens_per_batch",
-        type=int,
         help=(
             "Size eval/predict batches by a token budget instead of --per_device_eval_batch_size: as many examples "
-            "as fit in N padded source tokens (examples x longest source), so short inputs share large batches. "
-            "Same predictions. Suggested: per_device_eval_batch_size x max_source_length."
+            "as fit in N tokens, examples x (longest source + --val_max_target_length), so short inputs share large "
+            "batches. 'auto' = per_device_eval_batch_size x (longest source in the data + --val_max_target_length): "
+            "no batch bigger than the fixed-size batch of the longest inputs. Same predictions."
         ),
     )
     prep.add_argument(
@@ -607,11 +607,7 @@ def validate_args(args: argparse.Namespace) -> str | None:
     for name in ("max_train_samples", "max_eval_samples", "max_predict_samples", "num_beams", "max_train_steps"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise UsageError(f"--{name} must be at least 1, got {getattr(args, name)} (leave it out for the default)")
-    if args.eval_max_tokens_per_batch is not None and args.eval_max_tokens_per_batch < 1:
-        raise UsageError(
-            f"--eval_max_tokens_per_batch must be a positive number of tokens, got {args.eval_max_tokens_per_batch} "
-            "(leave it out for --per_device_eval_batch_size batches)"
-        )
+    check_eval_max_tokens(args.eval_max_tokens_per_batch)
     if args.num_train_epochs < 1 or args.logging_steps < 1 or args.num_warmup_steps < 0:
         raise UsageError("--num_train_epochs and --logging_steps must be at least 1, --num_warmup_steps at least 0")
     if args.model_name_or_path is None and (args.model_type is None or args.tokenizer_name is None):
@@ -1059,6 +1055,32 @@ def write_predictions(path: str, predictions: list[str]) -> None:
     os.replace(f"{path}.tmp", path)
 
 
+# Copied from examples.pytorch.summarization.run_summarization.check_eval_max_tokens
+def check_eval_max_tokens(value: str | None) -> None:
+    """--eval_max_tokens_per_batch is 'auto' or a positive whole number of tokens (or not given)."""
+    if value is not None and value != "auto" and not (value.isdigit() and int(value) > 0):
+        raise UsageError(
+            f"--eval_max_tokens_per_batch must be 'auto' or a positive number of tokens, got {value!r} (leave it "
+            "out for --per_device_eval_batch_size batches)"
+        )
+
+
+# Copied from examples.pytorch.summarization.run_summarization.generation_batches
+def generation_batches(
+    source_lengths: list[int], max_tokens: str, batch_size: int, generation_length: int, num_processes: int
+) -> tuple[list[list[int]], int]:
+    """Eval/predict batches for --eval_max_tokens_per_batch, and the budget used (see `token_budget_batches`).
+
+    A batch's tokens are examples x (longest source + generation_length): the size of its encoder output and of
+    its keys/values cache at the last step, which is what the batch's memory grows with. 'auto' takes
+    batch_size x (longest source in the data + generation_length), the tokens of a fixed-size batch of the
+    longest inputs.
+    """
+    lengths = [length + generation_length for length in source_lengths]
+    budget = batch_size * max(lengths, default=1) if max_tokens == "auto" else int(max_tokens)
+    return token_budget_batches(lengths, budget, num_processes), budget
+
+
 # Copied from examples.pytorch.summarization.run_summarization.token_budget_batches
 def token_budget_batches(lengths: list[int], max_tokens: int, num_processes: int = 1) -> list[list[int]]:
     """Consecutive batches of example indices (0, 1, 2, ... in order) whose padded size, examples x longest,
@@ -1104,12 +1126,17 @@ def generation_dataloader(dataset, data_collator, args: argparse.Namespace, num_
     """The eval/predict loader: batches of --per_device_eval_batch_size, or by --eval_max_tokens_per_batch."""
     if args.eval_max_tokens_per_batch is None:
         return DataLoader(dataset, collate_fn=data_collator, batch_size=args.per_device_eval_batch_size)
-    lengths = [len(ids) for ids in dataset["input_ids"]]
-    batches = token_budget_batches(lengths, args.eval_max_tokens_per_batch, num_processes)
+    batches, budget = generation_batches(
+        [len(ids) for ids in dataset["input_ids"]],
+        args.eval_max_tokens_per_batch,
+        args.per_device_eval_batch_size,
+        args.val_max_target_length,
+        num_processes,
+    )
     sizes = [len(batch) for batch in batches]
     logger.info(
-        f"Eval/predict batches by --eval_max_tokens_per_batch {args.eval_max_tokens_per_batch}: {len(batches)} "
-        f"batches of {min(sizes)} to {max(sizes)} examples"
+        f"Eval/predict batches by --eval_max_tokens_per_batch {args.eval_max_tokens_per_batch} ({budget} tokens): "
+        f"{len(batches)} batches of {min(sizes)} to {max(sizes)} examples"
     )
     return DataLoader(dataset, collate_fn=data_collator, batch_sampler=batches)
 
