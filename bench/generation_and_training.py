@@ -4,10 +4,10 @@
     .venv/bin/python bench/generation_and_training.py            # ~15 minutes on 2 idle CPU cores (`make bench`)
     .venv/bin/python bench/generation_and_training.py --quick    # a smoke run (~4 minutes)
 
-Each row runs run_summarization.py or run_translation.py as a subprocess (the real path a user takes), once
-with the speed options off (baseline) and with them on (ours, then ours with a token budget), alternating which of
-the first two goes first so that load drifts hit both alike. The model is one t5-small-sized T5 (d_model 512, d_ff 2048, 6+6 layers, 8 heads; random init,
-seed 0) with the tiny T5 tokenizer of `.cache/tiny-models/t5` (`make tiny-models`), saved once to
+Each row runs run_summarization.py or run_translation.py as a subprocess (the real path a user takes), with the
+speed options off (baseline) and on (ours, then ours with a token budget), alternating which of the first two goes
+first so that load drifts hit both alike. The model is one t5-small-sized T5 (d_model 512, d_ff 2048, 6+6 layers,
+8 heads; random init, seed 0) with the tiny T5 tokenizer of `.cache/tiny-models/t5` (`make tiny-models`), saved once to
 `.cache/bench-t5-small`. Its generation config forces exactly --new_tokens new tokens (min = max), so both sides
 generate the same number of tokens. Data: the first examples of CNN/DM (see2017 test; sources truncated to
 512 tokens), SciTLDR-A dev (variable length) and WMT16 en-ro newsdev2016, read from ../shared/data.
@@ -16,8 +16,8 @@ generate the same number of tokens. Data: the first examples of CNN/DM (see2017 
    False --eval_encode_once False --eval_beams_share_cross_attention False`: input order, the encoder run twice
    per batch, generate()'s cache copies on every beam step). Ours: the defaults (longest input first, one encoder
    pass per batch, the beams' cross-attention left in place), same batch size (--eval_batch_size). Ours, token
-   budget: also `--eval_max_tokens_per_batch eval_batch_size x max_source_length`, the padded size of the
-   largest batch the baseline makes, so short inputs share larger batches. Throughput is the scripts' own
+   budget: also `--eval_max_tokens_per_batch auto` (the tokens of a fixed-size batch of the data's longest
+   inputs), so shorter inputs share larger batches. The en-ro rows use --short_factor times more examples. Throughput is the scripts' own
    `predict_samples_per_second` (generation, gathering and decoding; not the start-up); the
    `generated_predictions.txt` files are compared byte for byte.
 2. training, one epoch over the same examples (so every side sees the same useful tokens). Baseline: random
@@ -58,9 +58,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tokenizer", default=str(REPO_ROOT / ".cache" / "tiny-models" / "t5"))
     parser.add_argument("--model_dir", default=str(REPO_ROOT / ".cache" / "bench-t5-small"))
     parser.add_argument("--new_tokens", type=int, default=32, help="generated tokens per example (min = max)")
-    parser.add_argument("--n_greedy", type=int, default=48, help="examples per greedy generation row")
-    parser.add_argument("--n_beams", type=int, default=16, help="examples per 4-beam generation row")
-    parser.add_argument("--n_train", type=int, default=48, help="training examples (one epoch) per row")
+    parser.add_argument("--n_greedy", type=int, default=40, help="examples per greedy generation row")
+    parser.add_argument("--n_beams", type=int, default=12, help="examples per 4-beam generation row")
+    parser.add_argument("--n_train", type=int, default=32, help="training examples (one epoch) per row")
+    parser.add_argument(
+        "--short_factor", type=int, default=4, help="en-ro rows (short sentences) use this many times more examples"
+    )
     parser.add_argument("--eval_batch_size", type=int, default=8, help="eval/predict batch size of both sides")
     parser.add_argument("--train_batch_size", type=int, default=8)
     parser.add_argument("--max_source_length", type=int, default=512)
@@ -220,8 +223,8 @@ def bench_generation(name, data, beams, n, files, work, args, tokenizer, first: 
     common += ["--max_source_length", args.max_source_length, "--generation_max_length", args.new_tokens + 1]
     stock = ["--eval_sort_by_length", "False", "--eval_encode_once", "False"]
     stock += ["--eval_beams_share_cross_attention", "False"]
-    # The token budget of the largest batch the fixed batch size makes: no batch pads to more source tokens.
-    budget = ["--eval_max_tokens_per_batch", args.eval_batch_size * args.max_source_length]
+    # 'auto': the tokens of a fixed-size batch of the data's longest inputs, so no batch holds more.
+    budget = ["--eval_max_tokens_per_batch", "auto"]
     sides = {"baseline": stock, "ours": [], "ours_budget": budget}
     for flags in sides.values():
         flags += ["--per_device_eval_batch_size", args.eval_batch_size]
@@ -241,11 +244,12 @@ def bench_generation(name, data, beams, n, files, work, args, tokenizer, first: 
 
 def bench_training(name, data, max_source_length, files, work, args, tokenizer, first: str) -> dict:
     common = [*script_args(data, files[data], args), "--model_name_or_path", args.model_dir, "--do_train"]
-    common += ["--max_train_samples", args.n_train, "--num_train_epochs", 1, "--save_strategy", "no"]
+    n_train = args.n_train * (args.short_factor if data == "en-ro" else 1)
+    common += ["--max_train_samples", n_train, "--num_train_epochs", 1, "--save_strategy", "no"]
     common += ["--per_device_train_batch_size", args.train_batch_size, "--learning_rate", 1e-4, "--seed", 0]
     common += ["--max_source_length", max_source_length, "--max_target_length", args.max_target_length]
     common += ["--logging_steps", 1, "--report_to", "none"]
-    sources, targets = texts(data, read_rows(files[data], args.n_train))
+    sources, targets = texts(data, read_rows(files[data], n_train))
     src = [len(i) for i in tokenizer(sources, max_length=max_source_length, truncation=True)["input_ids"]]
     tgt = [
         len(i) for i in tokenizer(text_target=targets, max_length=args.max_target_length, truncation=True)["input_ids"]
@@ -282,14 +286,15 @@ def main() -> None:
     peak_start = matmul_gflops()
     print(f"fp32 matmul peak (1024^3, {torch.get_num_threads()} threads): {peak_start:.1f} GFLOP/s", flush=True)
     work = Path(tempfile.mkdtemp(prefix="bench-gen-train-"))
-    files = write_data(work, max(args.n_greedy, args.n_beams, args.n_train))
+    files = write_data(work, args.short_factor * max(args.n_greedy, args.n_beams, args.n_train))
+    short = args.short_factor
     generation_rows = [
         ("cnndm greedy", "cnndm", 1, args.n_greedy),
         ("cnndm beam4", "cnndm", 4, args.n_beams),
         ("scitldr greedy", "scitldr", 1, args.n_greedy),
         ("scitldr beam4", "scitldr", 4, args.n_beams),
-        ("en-ro greedy", "en-ro", 1, args.n_greedy),
-        ("en-ro beam4", "en-ro", 4, args.n_beams),
+        ("en-ro greedy", "en-ro", 1, short * args.n_greedy),
+        ("en-ro beam4", "en-ro", 4, short * args.n_beams),
     ]
     training_rows = [
         ("train scitldr", "scitldr", args.max_source_length),
@@ -315,7 +320,7 @@ def main() -> None:
     print(
         f"\nt5-small-sized T5 (random init), {args.new_tokens} new tokens, sources <= {args.max_source_length} "
         f"tokens; eval batch {args.eval_batch_size}; training batch {args.train_batch_size}, one epoch of "
-        f"{args.n_train} examples; fp32 matmul peak {peak:.1f} GFLOP/s"
+        f"{args.n_train} examples (en-ro: {args.short_factor * args.n_train}); fp32 matmul peak {peak:.1f} GFLOP/s"
     )
     print("\n| row | baseline | ours | ratio | ours, token budget | ratio | identical predictions | peak RSS MiB (base / ours / budget) | fraction of peak (base / ours / budget) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
