@@ -37,13 +37,14 @@ def test_t5_summarization_sorted_equals_unsorted_and_rouge_matches(tiny_models, 
     assert scores["seconds_per_sample"] >= 0 and isinstance(scores["runtime"], int)
 
 
-def test_marian_translation_sorted_equals_unsorted_and_bleu_matches(tiny_models, tmp_path):
+def test_marian_translation_sorted_with_shared_beam_cache_equals_the_plain_path_and_bleu_matches(
+    tiny_models, tmp_path
+):
     common = ["--task", "translation", "--bs", "4", "--num_beams", "2", "--max_length=20", "--length_penalty=1.0"]
     common += ["--n_obs", "12", "--dump-args", "--info", "tiny marian"]
     run_example(eval_args(tiny_models / "marian", tmp_path / "sorted.txt", tmp_path / "sorted.json", *common))
-    run_example(
-        eval_args(tiny_models / "marian", tmp_path / "plain.txt", tmp_path / "plain.json", *common, "--no_sort")
-    )
+    plain = ["--no_sort", "--no_share_cross_attention"]  # input order, generate()'s own beam cache
+    run_example(eval_args(tiny_models / "marian", tmp_path / "plain.txt", tmp_path / "plain.json", *common, *plain))
     preds = read_lines(tmp_path / "sorted.txt")
     assert len(preds) == 12 and preds == read_lines(tmp_path / "plain.txt")
     refs = TARGET.read_text(encoding="utf-8").split("\n")[:12]

@@ -40,6 +40,7 @@ from utils import (
     run_cli,
     save_json,
     use_task_specific_params,
+    with_shared_cross_attention,
     write_txt_file,
 )
 
@@ -84,6 +85,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
         "--prefix", default=None, help="prepended to each input; default: the model config's prefix, else ''"
     )
     parser.add_argument("--fp16", action="store_true", help="half precision (GPU only)")
+    parser.add_argument(
+        "--no_share_cross_attention",
+        action="store_true",
+        help="beam search: keep generate()'s own cache, which copies the cross-attention keys/values at every step "
+        "(for comparisons; by default the beams of an input share them, same predictions)",
+    )
     parser.add_argument(
         "--debug",
         action="store_true",
@@ -166,7 +173,12 @@ def generate_share(model, tokenizer, lines, indices, args, generate_kwargs, devi
             padding="longest",
         ).to(device)
         with torch.no_grad():
-            output = model.generate(**batch, num_return_sequences=n_return, **generate_kwargs)
+            kwargs = (
+                generate_kwargs
+                if args.no_share_cross_attention
+                else with_shared_cross_attention(model, generate_kwargs)
+            )
+            output = model.generate(**batch, num_return_sequences=n_return, **kwargs)
         texts = tokenizer.batch_decode(output, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         texts = [" ".join(text.split("\n")).strip() for text in texts]  # one prediction per line
         for i, candidates in zip(batch_ids, chunks(texts, n_return), strict=True):

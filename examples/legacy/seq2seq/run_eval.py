@@ -34,6 +34,7 @@ from utils import (
     run_cli,
     save_json,
     use_task_specific_params,
+    with_shared_cross_attention,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,6 +79,12 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     )
     parser.add_argument(
         "--no_sort", action="store_true", help="generate in input order instead of longest first (for comparisons)"
+    )
+    parser.add_argument(
+        "--no_share_cross_attention",
+        action="store_true",
+        help="beam search: keep generate()'s own cache, which copies the cross-attention keys/values at every step "
+        "(for comparisons; by default the beams of an input share them, same predictions)",
     )
     parser.add_argument(
         "--dump-args",
@@ -174,7 +181,12 @@ def generate_missing(model, tokenizer, lines, order, done, partial_path, args, g
                 [args.prefix + lines[i] for i in batch_ids], return_tensors="pt", truncation=True, padding="longest"
             ).to(args.device)
             with torch.no_grad():
-                output = model.generate(**batch, **generate_kwargs)
+                kwargs = (
+                    generate_kwargs
+                    if args.no_share_cross_attention
+                    else with_shared_cross_attention(model, generate_kwargs)
+                )
+                output = model.generate(**batch, **kwargs)
             sequences = output[:, 1:] if model.config.is_encoder_decoder else output
             n_tokens += int((sequences != tokenizer.pad_token_id).sum())
             texts = tokenizer.batch_decode(output, skip_special_tokens=True, clean_up_tokenization_spaces=False)

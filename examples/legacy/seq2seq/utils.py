@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset, Sampler
+from transformers import DynamicCache, EncoderDecoderCache
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
@@ -391,6 +393,36 @@ def romanian_postprocess(text: str) -> str:
     """WMT16 en-ro scoring convention (rsennrich/wmt16-scripts): cedilla ş/ţ become comma-below ș/ț
     (normalise-romanian.py), then ș ț ă â î lose their diacritics (remove-diacritics.py)."""
     return text.translate(_RO_CEDILLA).translate(_RO_DIACRITICS)
+
+
+# ----------------------------------------------------------------------------- generation
+# Copied from examples.pytorch.summarization.run_summarization.BeamSharedCrossAttentionCache
+class BeamSharedCrossAttentionCache(EncoderDecoderCache):
+    """The encoder-decoder cache with beam reordering for the self-attention part only.
+
+    Beam search reorders beams within each example, and the cross-attention keys/values of an example's beams are
+    the same (computed from copies of one encoder output), so reordering them (a copy of batch x beams x source
+    length x model size per layer at every step) leaves them as they were.
+    """
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self.self_attention_cache.reorder_cache(beam_idx)
+
+
+def with_shared_cross_attention(model: Any, generate_kwargs: dict) -> dict:
+    """`generate_kwargs` plus a fresh `BeamSharedCrossAttentionCache` (one per `generate` call) when `model.generate`
+    would run beam search on an encoder-decoder with its default cache; otherwise `generate_kwargs` unchanged."""
+    beams = generate_kwargs.get("num_beams") or model.generation_config.num_beams or 1
+    if (
+        beams <= 1
+        or not model.config.is_encoder_decoder
+        or model.generation_config.cache_implementation is not None
+        or "past_key_values" in generate_kwargs
+    ):
+        return generate_kwargs
+    decoder_config = model.config.get_text_config(decoder=True)
+    cache = BeamSharedCrossAttentionCache(DynamicCache(config=decoder_config), DynamicCache(config=decoder_config))
+    return {**generate_kwargs, "past_key_values": cache}
 
 
 # ----------------------------------------------------------------------------- helpers
