@@ -87,6 +87,15 @@ def test_longest_first_batches_give_the_input_order_predictions_each_once(task, 
         assert read_lines(tmp_path / name / "generated_predictions.txt") == expected, name
         assert scores(tmp_path / name) == expected_scores, name  # eval scores too: same order, same sums
 
+    # One encoder pass per batch, in input order (the stock batches): the losses too equal the stock path's.
+    run_example([*args, "--eval_sort_by_length", "False", "--output_dir", tmp_path / "encode-once"])
+    assert read_lines(tmp_path / "encode-once" / "generated_predictions.txt") == expected
+    stock_results, results = (
+        read_json(tmp_path / name / "all_results.json") for name in ("input-order", "encode-once")
+    )
+    for key in ("eval_loss", "predict_loss"):
+        assert results[key] == pytest.approx(stock_results[key], abs=1e-5), key
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["summarization", "translation"])

@@ -1009,12 +1009,14 @@ class Seq2SeqTrainerEncodingOnce(Seq2SeqTrainer):
                 input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], return_dict=True
             )
             with self.compute_loss_context_manager():
-                outputs = model(**inputs, encoder_outputs=encoded)
+                # No cache: the loss needs none, and a cache (cross-attention keys/values of the whole batch) may
+                # outlive `del outputs` until the garbage collector runs, raising the memory peak of generation.
+                outputs = model(**inputs, encoder_outputs=encoded, use_cache=False)
         if self.label_smoother is not None:
             loss = self.label_smoother(outputs, inputs["labels"]).detach().mean()
         else:
             loss = outputs["loss"].detach().mean()
-        del outputs  # its cache holds the cross-attention keys/values: free them before generating
+        del outputs
         # Generation without the labels (so the parent computes no loss), from a copy of the encoder output:
         # beam search expands it in place.
         unlabelled = {key: value for key, value in inputs.items() if not key.startswith(("labels", "decoder_"))}
