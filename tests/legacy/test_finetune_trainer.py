@@ -204,3 +204,17 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_models, tmp_path)
     state = read_json(out / "trainer_state.json")
     assert state["global_step"] == 4
     assert [row["step"] for row in state["log_history"] if "loss" in row] == [1, 2, 3, 4]
+
+
+def test_beam_search_with_the_shared_cross_attention_cache_predicts_like_generate_alone(tiny_models, tmp_path):
+    args = [SCRIPT, "--model_name_or_path", tiny_models / "marian", "--data_dir", EN_RO, "--task", "translation",
+            "--do_predict", "--predict_with_generate", "--eval_beams", "3", "--n_test", "12",
+            "--test_max_target_length", "16", "--per_device_eval_batch_size", "5", *COMMON]  # fmt: skip
+    run_example([*args, "--output_dir", tmp_path / "shared"])
+    run_example([*args, "--no_share_cross_attention", "--output_dir", tmp_path / "plain"])
+    predictions = read_lines(tmp_path / "shared" / "test_generations.txt")
+    assert len(predictions) == 12 and predictions == read_lines(tmp_path / "plain" / "test_generations.txt")
+    assert (
+        read_json(tmp_path / "shared" / "test_results.json")["test_bleu"]
+        == read_json(tmp_path / "plain" / "test_results.json")["test_bleu"]
+    )

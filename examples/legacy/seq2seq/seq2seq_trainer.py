@@ -30,7 +30,15 @@ from transformers import (
     TrainerCallback,
 )
 
-from utils import SortishSampler, TokenBudgetBatchSampler, UsageError, get_git_info, line_offsets, load_json
+from utils import (
+    SortishSampler,
+    TokenBudgetBatchSampler,
+    UsageError,
+    get_git_info,
+    line_offsets,
+    load_json,
+    with_shared_cross_attention,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +83,16 @@ class LegacySeq2SeqTrainingArguments(Seq2SeqTrainingArguments):
     sortish_sampler: bool = field(
         default=False,
         metadata={"help": "Batch training examples of similar length (sortish order): less padding, same data."},
+    )
+    share_cross_attention: bool = field(
+        default=True,
+        metadata={
+            "help": (
+                "Beam search in val/test generation: the beams of an input share one copy of the cross-attention "
+                "keys/values (generate() copies them at every step). Same predictions; --no_share_cross_attention "
+                "keeps generate()'s own cache."
+            )
+        },
     )
     max_tokens_per_batch: int | None = field(
         default=None,
@@ -151,6 +169,12 @@ class LegacySeq2SeqTrainer(Seq2SeqTrainer):
             "train_tgt_pad_frac": round(1 - real_tgt / max(all_tgt, 1), 4),
             "train_real_tokens": int(real_src + real_tgt),
         }
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        if self.args.predict_with_generate and not prediction_loss_only and self.args.share_cross_attention:
+            # The parent's rule: this call's generate kwargs, else those evaluate()/predict() set.
+            gen_kwargs = with_shared_cross_attention(self.model, dict(gen_kwargs or getattr(self, "_gen_kwargs", {})))
+        return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys, **gen_kwargs)
 
     def _get_train_sampler(self, train_dataset=None):
         if self.args.sortish_sampler:
