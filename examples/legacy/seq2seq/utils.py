@@ -409,7 +409,8 @@ class BeamSharedCrossAttentionCache(EncoderDecoderCache):
         self.self_attention_cache.reorder_cache(beam_idx)
 
 
-def with_shared_cross_attention(model: Any, generate_kwargs: dict) -> dict:
+# Copied from examples.pytorch.summarization.run_summarization.with_shared_cross_attention
+def with_shared_cross_attention(model, generate_kwargs: dict) -> dict:
     """`generate_kwargs` plus a fresh `BeamSharedCrossAttentionCache` (one per `generate` call) when `model.generate`
     would run beam search on an encoder-decoder with its default cache; otherwise `generate_kwargs` unchanged."""
     beams = generate_kwargs.get("num_beams") or model.generation_config.num_beams or 1

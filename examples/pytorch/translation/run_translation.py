@@ -1098,6 +1098,23 @@ class BeamSharedCrossAttentionCache(EncoderDecoderCache):
         self.self_attention_cache.reorder_cache(beam_idx)
 
 
+# Copied from examples.pytorch.summarization.run_summarization.with_shared_cross_attention
+def with_shared_cross_attention(model, generate_kwargs: dict) -> dict:
+    """`generate_kwargs` plus a fresh `BeamSharedCrossAttentionCache` (one per `generate` call) when `model.generate`
+    would run beam search on an encoder-decoder with its default cache; otherwise `generate_kwargs` unchanged."""
+    beams = generate_kwargs.get("num_beams") or model.generation_config.num_beams or 1
+    if (
+        beams <= 1
+        or not model.config.is_encoder_decoder
+        or model.generation_config.cache_implementation is not None
+        or "past_key_values" in generate_kwargs
+    ):
+        return generate_kwargs
+    decoder_config = model.config.get_text_config(decoder=True)
+    cache = BeamSharedCrossAttentionCache(DynamicCache(config=decoder_config), DynamicCache(config=decoder_config))
+    return {**generate_kwargs, "past_key_values": cache}
+
+
 # Copied from examples.pytorch.summarization.run_summarization.Seq2SeqTrainerEncodingOnce
 class Seq2SeqTrainerEncodingOnce(Seq2SeqTrainer):
     """`Seq2SeqTrainer` whose generate-and-score step encodes each batch once (--eval_encode_once), and whose
@@ -1165,21 +1182,9 @@ class Seq2SeqTrainerEncodingOnce(Seq2SeqTrainer):
         return self.accelerator.prepare(loader)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
-        gen_kwargs = dict(
-            gen_kwargs or getattr(self, "_gen_kwargs", {})
-        )  # the parent's rule: call's, else evaluate()'s
-        beams = gen_kwargs.get("num_beams") or self.model.generation_config.num_beams or 1
-        if (
-            self.args.eval_beams_share_cross_attention
-            and beams > 1
-            and self.model.config.is_encoder_decoder
-            and self.model.generation_config.cache_implementation is None
-            and "past_key_values" not in gen_kwargs
-        ):
-            decoder_config = self.model.config.get_text_config(decoder=True)
-            gen_kwargs["past_key_values"] = BeamSharedCrossAttentionCache(
-                DynamicCache(config=decoder_config), DynamicCache(config=decoder_config)
-            )
+        if self.args.eval_beams_share_cross_attention and self.args.predict_with_generate and not prediction_loss_only:
+            # The parent's rule for the generate kwargs: this call's, else those evaluate()/predict() set.
+            gen_kwargs = with_shared_cross_attention(self.model, dict(gen_kwargs or getattr(self, "_gen_kwargs", {})))
         if not (
             self.args.eval_encode_once
             and self.args.predict_with_generate

@@ -1121,6 +1121,23 @@ class BeamSharedCrossAttentionCache(EncoderDecoderCache):
         self.self_attention_cache.reorder_cache(beam_idx)
 
 
+# Copied from examples.pytorch.summarization.run_summarization.with_shared_cross_attention
+def with_shared_cross_attention(model, generate_kwargs: dict) -> dict:
+    """`generate_kwargs` plus a fresh `BeamSharedCrossAttentionCache` (one per `generate` call) when `model.generate`
+    would run beam search on an encoder-decoder with its default cache; otherwise `generate_kwargs` unchanged."""
+    beams = generate_kwargs.get("num_beams") or model.generation_config.num_beams or 1
+    if (
+        beams <= 1
+        or not model.config.is_encoder_decoder
+        or model.generation_config.cache_implementation is not None
+        or "past_key_values" in generate_kwargs
+    ):
+        return generate_kwargs
+    decoder_config = model.config.get_text_config(decoder=True)
+    cache = BeamSharedCrossAttentionCache(DynamicCache(config=decoder_config), DynamicCache(config=decoder_config))
+    return {**generate_kwargs, "past_key_values": cache}
+
+
 # Copied from examples.pytorch.summarization.run_summarization_no_trainer.generation_dataloader
 def generation_dataloader(dataset, data_collator, args: argparse.Namespace, num_processes: int) -> DataLoader:
     """The eval/predict loader: batches of --per_device_eval_batch_size, or by --eval_max_tokens_per_batch."""
@@ -1159,21 +1176,9 @@ def generate_translations(
     leaves the cross-attention keys/values in place (`BeamSharedCrossAttentionCache`)."""
     model.eval()
     generator = accelerator.unwrap_model(model)
-    beams = gen_kwargs.get("num_beams") or generator.generation_config.num_beams or 1
-    share_cross_attention = (
-        share_cross_attention
-        and beams > 1
-        and generator.config.is_encoder_decoder
-        and generator.generation_config.cache_implementation is None
-    )
-    decoder_config = generator.config.get_text_config(decoder=True)
     rows = []
     for batch in tqdm(dataloader, desc=desc, disable=not accelerator.is_local_main_process):
-        kwargs = dict(gen_kwargs)
-        if share_cross_attention:
-            kwargs["past_key_values"] = BeamSharedCrossAttentionCache(
-                DynamicCache(config=decoder_config), DynamicCache(config=decoder_config)
-            )
+        kwargs = with_shared_cross_attention(generator, gen_kwargs) if share_cross_attention else gen_kwargs
         with torch.no_grad():
             generated = generator.generate(
                 input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
