@@ -29,7 +29,18 @@ from pathlib import Path
 
 # Whole-file copies: copy path -> original path, both relative to the repo root. `--fix` overwrites the copy.
 FULL_COPIES: dict[str, str] = {
-    # "examples/pytorch/translation/xla_spawn.py": "examples/pytorch/summarization/xla_spawn.py",
+    # The PyTorch translation folder: the framework-free modules and the PyTorch machinery.
+    "examples/pytorch/translation/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
+    "examples/pytorch/translation/seq2seq_data.py": "examples/pytorch/summarization/seq2seq_data.py",
+    "examples/pytorch/translation/seq2seq_setup.py": "examples/pytorch/summarization/seq2seq_setup.py",
+    "examples/pytorch/translation/trainer_speedups.py": "examples/pytorch/summarization/trainer_speedups.py",
+    # The Keras folders: only modules that import neither torch nor TensorFlow.
+    "examples/tensorflow/summarization/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
+    "examples/tensorflow/summarization/seq2seq_data.py": "examples/pytorch/summarization/seq2seq_data.py",
+    "examples/tensorflow/summarization/summarization_data.py": "examples/pytorch/summarization/summarization_data.py",
+    "examples/tensorflow/summarization/rouge_scoring.py": "examples/pytorch/summarization/rouge_scoring.py",
+    "examples/tensorflow/translation/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
+    "examples/tensorflow/translation/seq2seq_data.py": "examples/pytorch/summarization/seq2seq_data.py",
 }
 SCANNED_DIRS = ("examples", "utils", "tests")
 MARKER = "# Copied from"

@@ -1572,7 +1572,7 @@ def cli() -> None:
 # Copied from examples.pytorch.summarization.run_summarization._mp_fn
 def _mp_fn(index: int) -> None:
     """Entry point for TPU launches through xla_spawn.py (one call per TPU core)."""
-    cli()
+    run_cli(main)
 
 
 if __name__ == "__main__":

@@ -482,7 +482,7 @@ def validate_args(
             and not getattr(data_args, f"{split}_file")
         ):
             raise UsageError(f"--{action} needs data: pass {DATA_FILE_FLAGS[split]} (or --dataset_name)")
-    check_run_args(model_args, data_args, training_args)
+    check_trainer_run_args(model_args, data_args, training_args)
     return check_output_dir(training_args)
 
 

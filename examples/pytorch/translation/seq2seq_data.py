@@ -1,0 +1,146 @@
+"""Data in and predictions out, shared by every seq2seq example script (PyTorch and TensorFlow alike).
+
+Loading a Hub dataset or local .csv/.tsv/.json/.jsonl files with one-line errors, the training target of a
+multi-reference example, language-code checks, a collator for unlabelled data, and decoding generated ids into
+the predictions file. Imports neither torch nor TensorFlow (see seq2seq_checks.py for how the copies are kept).
+"""
+
+import difflib
+import logging
+import os
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+from datasets import DatasetDict, load_dataset
+from transformers import DataCollatorForSeq2Seq
+
+from seq2seq_checks import DATA_FILE_FLAGS, UsageError
+
+logger = logging.getLogger(__name__)
+
+
+TEXT_DTYPES = ("string", "large_string")
+
+
+def load_hub_dataset(model_args, data_args) -> DatasetDict:
+    """Load --dataset_name from the Hub (or its cache); an unreachable Hub raises UsageError."""
+    try:
+        return load_dataset(
+            data_args.dataset_name,
+            data_args.dataset_config_name,
+            cache_dir=model_args.cache_dir,
+            token=model_args.token,
+            trust_remote_code=model_args.trust_remote_code,
+        )
+    except ConnectionError as error:
+        raise UsageError(
+            f"--dataset_name {data_args.dataset_name}: {error}; the Hub is unreachable or offline "
+            "(HF_HUB_OFFLINE=1): pass local files with --train_file/--validation_file/--test_file instead"
+        ) from error
+    except FileNotFoundError as error:
+        raise UsageError(f"--dataset_name {data_args.dataset_name}: {str(error).splitlines()[0]}") from error
+
+
+def load_data_file(flag: str, path: str, split: str, cache_dir: str | None) -> datasets.Dataset:
+    """Read one local .csv/.tsv/.json/.jsonl file as a Dataset; a file the reader rejects raises UsageError."""
+    extension = os.path.splitext(path)[1].lower()
+    reader = "csv" if extension in (".csv", ".tsv") else "json"  # the json reader also reads JSON lines
+    options = {"delimiter": "\t"} if extension == ".tsv" else {}
+    try:
+        return load_dataset(reader, data_files={split: path}, split=split, cache_dir=cache_dir, **options)
+    except (datasets.exceptions.DatasetGenerationError, ValueError) as error:
+        if "corresponds to no data" in str(error):  # e.g. a CSV file with only its header line
+            raise UsageError(f"{flag} {path} has no examples") from error
+        cause = error.__cause__ or error
+        raise UsageError(f"{flag} {path} could not be read as {reader}: {str(cause).splitlines()[0]}") from error
+
+
+def load_raw_datasets(model_args, data_args) -> DatasetDict:
+    """Load the Hub dataset, or the local files (each split read by its own extension).
+
+    `model_args` needs cache_dir, token and trust_remote_code; `data_args` dataset_name, dataset_config_name and
+    train_file/validation_file/test_file (the dataclasses or the argparse namespace of the twins).
+    """
+    if data_args.dataset_name is not None:
+        return load_hub_dataset(model_args, data_args)
+    files = {split: getattr(data_args, f"{split}_file") for split in DATA_FILE_FLAGS}
+    return DatasetDict(
+        {
+            split: load_data_file(DATA_FILE_FLAGS[split], path, split, model_args.cache_dir)
+            for split, path in files.items()
+            if path is not None
+        }
+    )
+
+
+def first_reference(summary: str | list[str] | None) -> str:
+    """The training target of an example: the summary, or the first of several references."""
+    if isinstance(summary, list):
+        return summary[0] if summary else ""
+    return summary or ""
+
+
+def check_language_code(flag: str, code: str, valid_codes: list[str]) -> None:
+    """Raise UsageError naming the nearest valid codes when `code` is not one of `valid_codes`."""
+    if code in valid_codes:
+        return
+    same_language = [valid for valid in valid_codes if valid.split("_")[0] == code.split("_")[0]]
+    nearest = same_language or difflib.get_close_matches(code, valid_codes, n=3, cutoff=0.4)
+    suggestion = f"did you mean {' or '.join(nearest)}? " if nearest else ""
+    raise UsageError(
+        f"{flag} '{code}' is not a language code of this tokenizer; {suggestion}(valid: {', '.join(valid_codes)})"
+    )
+
+
+@dataclass
+class DataCollatorForSeq2SeqAllowingNoLabels(DataCollatorForSeq2Seq):
+    """`DataCollatorForSeq2Seq` that leaves `labels` out for unlabelled data (predicting on texts alone).
+
+    transformers 5's collator returns `labels=None` then, and `Seq2SeqTrainer` takes the key's presence
+    as "has labels" and fails looking for a loss.
+    """
+
+    def __call__(self, features, return_tensors=None):
+        batch = super().__call__(features, return_tensors)
+        if batch.get("labels") is None:
+            batch.pop("labels", None)
+        return batch
+
+
+def decode_predictions(
+    tokenizer, token_ids, num_examples: int, max_length: int | None = None
+) -> tuple[list[str], float]:
+    """Decode generated ids into one-line texts; return them with the mean count of non-pad tokens (gen_len).
+
+    Under multi-process evaluation the gathered ids end with copies of the first examples (the padding of
+    the last, uneven batch, which the Trainer's gathering keeps): only the first `num_examples` rows, which
+    are in input order, are kept. Batches are padded with -100 when gathered; those become pad ids first
+    (decoding a negative id overflows). A newline inside a prediction becomes a space, so the predictions
+    file keeps one line per example. Predictions that run up to `max_length` (the generation limit) were
+    probably cut, which silently lowers scores: their count is logged as a warning.
+    """
+    if isinstance(token_ids, tuple):
+        token_ids = token_ids[0]
+    token_ids = np.asarray(token_ids)[:num_examples]
+    token_ids = np.where(token_ids < 0, tokenizer.pad_token_id, token_ids)
+    texts = tokenizer.batch_decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)
+    predictions = [" ".join(text.split("\n")).strip() for text in texts]
+    gen_len = float(np.mean(np.count_nonzero(token_ids != tokenizer.pad_token_id, axis=1))) if len(texts) else 0.0
+    if max_length is not None and len(texts):
+        # A sequence's used length is the position after its last non-pad token (the start token included).
+        used = np.where(token_ids != tokenizer.pad_token_id, np.arange(1, token_ids.shape[1] + 1), 0).max(axis=1)
+        cut = int(np.sum(used >= max_length))
+        if cut:
+            logger.warning(
+                f"{cut} of {len(texts)} predictions reached the length limit of {max_length} tokens and may be cut; "
+                "raise --generation_max_length (default: --val_max_target_length) if they should be longer"
+            )
+    return predictions, round(gen_len, 4)
+
+
+def write_predictions(path: str, predictions: list[str]) -> None:
+    """One prediction per line, in input order, newline-terminated; written to a temp file then renamed."""
+    with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
+        handle.writelines(f"{prediction}\n" for prediction in predictions)
+    os.replace(f"{path}.tmp", path)

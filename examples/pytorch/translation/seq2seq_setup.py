@@ -1,0 +1,185 @@
+"""Model, tokenizer and logging set-up for the PyTorch seq2seq scripts (Trainer and Accelerate twins).
+
+Loading config, tokenizer and model with one-line errors, fitting the position embeddings to --max_source_length,
+the Trainer scripts' log set-up, and the check for hardware bf16 on a CPU.
+"""
+
+import logging
+import os
+import sys
+
+import datasets
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+
+from seq2seq_checks import (
+    UsageError,
+    check_model_reachable,
+    is_offline_mode,
+    last_complete_checkpoint,
+    set_sibling_log_level,
+)
+from trainer_speedups import check_eval_max_tokens
+
+logger = logging.getLogger(__name__)
+
+
+def setup_logging(training_args) -> None:
+    """HF's log format on stdout; info on the main process, warnings only on the others."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    if training_args.should_log:
+        transformers.utils.logging.set_verbosity_info()
+    log_level = training_args.get_process_log_level()
+    set_sibling_log_level(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+    # With CI=true in the environment transformers also passes its records to the root handler: each line twice.
+    transformers.utils.logging.disable_propagation()
+
+
+def cpu_has_native_bf16() -> bool | None:
+    """Whether this CPU runs bf16 matmuls in hardware: its flags list avx512_bf16 or amx_bf16, and oneDNN may
+    use them (ONEDNN_MAX_CPU_ISA can forbid it). None when /proc/cpuinfo cannot be read (not Linux).
+
+    Without them torch emulates bf16 matmuls, which is tens to hundreds of times slower than fp32.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            flags = {flag for line in handle if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    except OSError:
+        return None
+    if not flags & {"avx512_bf16", "amx_bf16"}:
+        return False
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def fit_position_embeddings(model, model_args, data_args) -> None:
+    """Make the model accept --max_source_length tokens: resize its position embeddings, or (when it cannot
+    and no resize was asked for) lower --max_source_length to its limit; raise UsageError naming both fixes."""
+    max_positions = getattr(model.config, "max_position_embeddings", None)
+    max_source_length = data_args.max_source_length
+    if max_positions is None or max_positions >= max_source_length:
+        return
+    fixes = f"pass --max_source_length {max_positions} or less"
+    if model_args.resize_position_embeddings is False:
+        raise UsageError(
+            f"--max_source_length {max_source_length} exceeds the model's {max_positions} position embeddings; "
+            f"{fixes}, or drop --resize_position_embeddings False to resize them"
+        )
+    try:
+        model.resize_position_embeddings(max_source_length)
+        logger.warning(f"resized the position embeddings from {max_positions} to {max_source_length}")
+    except NotImplementedError as error:
+        if model_args.resize_position_embeddings:
+            raise UsageError(
+                f"--resize_position_embeddings: {model.config.model_type} position embeddings cannot be resized; "
+                f"{fixes}"
+            ) from error
+        logger.warning(
+            f"--max_source_length {max_source_length} lowered to {max_positions}, the number of position "
+            f"embeddings of this {model.config.model_type} model (which cannot be resized)"
+        )
+        data_args.max_source_length = max_positions
+
+
+def load_model_and_tokenizer(model_args):
+    """Load config, tokenizer and model; a folder or Hub id that cannot be loaded raises UsageError."""
+    common = {
+        "cache_dir": model_args.cache_dir,
+        "revision": model_args.model_revision,
+        "token": model_args.token,
+        "trust_remote_code": model_args.trust_remote_code,
+    }
+    source = model_args.model_name_or_path
+    try:
+        config = AutoConfig.from_pretrained(model_args.config_name or source, **common)
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_args.tokenizer_name or source, use_fast=model_args.use_fast_tokenizer, **common
+        )
+        model = AutoModelForSeq2SeqLM.from_pretrained(source, config=config, **common)
+    except OSError as error:
+        raise UsageError(
+            f"--model_name_or_path '{source}' could not be loaded: {str(error).splitlines()[0]} "
+            "(pass a folder saved with save_pretrained, or a Hub model id while online)"
+        ) from error
+    except ValueError as error:
+        if "Unrecognized configuration class" not in str(error):
+            raise
+        raise UsageError(
+            f"--model_name_or_path '{source}' is a {config.model_type} model, not a sequence-to-sequence "
+            "(encoder-decoder) model; use e.g. a T5, BART, mBART, Pegasus or Marian checkpoint"
+        ) from error
+    # A tokenizer with added tokens needs matching embedding rows (no-op otherwise).
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    return config, tokenizer, model
+
+
+def check_trainer_run_args(model_args, data_args, training_args) -> None:
+    """The Trainer scripts' checks of everything but the data files: lengths, sample caps, the speed options, bf16,
+    the launch, Hub access and --resume_from_checkpoint (which it resolves to a folder); raise UsageError naming
+    the fix."""
+    for name in ("max_source_length", "max_target_length", "val_max_target_length"):
+        if getattr(data_args, name) < 1:
+            raise UsageError(f"--{name} must be a positive number of tokens, got {getattr(data_args, name)}")
+    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples", "num_beams"):
+        if getattr(data_args, name) is not None and getattr(data_args, name) < 1:
+            raise UsageError(f"--{name} must be at least 1, got {getattr(data_args, name)} (leave it out for all)")
+    if (training_args.do_eval or training_args.do_predict) and not training_args.predict_with_generate:
+        logger.warning("without --predict_with_generate, eval/predict report only the loss, no generation metrics")
+    if training_args.train_max_tokens_per_batch is not None and training_args.train_max_tokens_per_batch < 1:
+        raise UsageError(
+            f"--train_max_tokens_per_batch must be a positive number of tokens, got "
+            f"{training_args.train_max_tokens_per_batch} (leave it out for --per_device_train_batch_size batches)"
+        )
+    check_eval_max_tokens(training_args.eval_max_tokens_per_batch)
+    if training_args.train_max_tokens_per_batch is not None and training_args.train_sampling_strategy != "random":
+        raise UsageError(
+            f"--train_max_tokens_per_batch makes its own length-grouped batches: drop --train_sampling_strategy "
+            f"{training_args.train_sampling_strategy}"
+        )
+    for name in ("eval_subset_size", "eval_num_beams"):
+        value = getattr(training_args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name} must be at least 1, got {value} (leave it out for the full settings)")
+        if value is not None and not (training_args.do_train and training_args.eval_strategy != "no"):
+            raise UsageError(
+                f"--{name} only applies to evaluations during training: add --do_train and --eval_strategy "
+                "steps (or epoch), or drop it"
+            )
+    if training_args.bf16 and training_args.device.type == "cpu" and cpu_has_native_bf16() is False:
+        logger.warning(
+            "--bf16 on a CPU without native bf16 (no avx512_bf16/amx_bf16 in use): bf16 matmuls are emulated, "
+            "far slower than fp32 here; drop --bf16"
+        )
+    if training_args.push_to_hub and is_offline_mode():
+        raise UsageError(
+            "--push_to_hub needs the network, but HF_HUB_OFFLINE=1 is set; unset it or drop --push_to_hub"
+        )
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > 1 and training_args.world_size == 1:
+        raise UsageError(
+            f"launched as {launched} processes (WORLD_SIZE={launched}), but they are not connected: each would "
+            "train alone and write the same --output_dir; without GPUs, pass --use_cpu (or set ACCELERATE_USE_CPU=true)"
+        )
+    check_model_reachable("--model_name_or_path", model_args.model_name_or_path)
+    check_model_reachable("--config_name", model_args.config_name)
+    check_model_reachable("--tokenizer_name", model_args.tokenizer_name)
+
+    resume = training_args.resume_from_checkpoint
+    if resume is not None and resume.lower() in ("true", "last"):
+        resume = (
+            last_complete_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        )
+        if resume is None:
+            raise UsageError(f"--resume_from_checkpoint: no checkpoint-* folder in {training_args.output_dir}")
+        training_args.resume_from_checkpoint = resume
+    elif resume is not None and not os.path.isfile(os.path.join(resume, "trainer_state.json")):
+        raise UsageError(f"--resume_from_checkpoint {resume}: not a checkpoint folder (no trainer_state.json in it)")
