@@ -31,13 +31,14 @@ def run_example(
     env: dict | None = None,
     expect_success: bool = True,
     timeout: int = 900,
+    cwd=REPO_ROOT,
 ) -> subprocess.CompletedProcess:
-    """Run `python <args...>` (or `<launcher...> <args...>`, e.g. torchrun) from the repo root, offline;
-    on unexpected failure, show the end of stderr."""
+    """Run `python <args...>` (or `<launcher...> <args...>`, e.g. torchrun) from `cwd` (default: the repo root),
+    offline; on unexpected failure, show the end of stderr."""
     command = [str(part) for part in (launcher or [sys.executable])] + [str(arg) for arg in args]
     result = subprocess.run(
         command,
-        cwd=REPO_ROOT,
+        cwd=cwd,
         env={**os.environ, **TEST_ENV, **(env or {})},
         capture_output=True,
         text=True,

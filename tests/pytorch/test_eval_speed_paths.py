@@ -3,7 +3,6 @@ batches with one encoder pass per batch give the same predictions, each once, in
 Seq2SeqTrainer path (one process and two); the two-tier evaluation of training runs; the warning for --bf16 on a
 CPU without native bf16."""
 
-import importlib.util
 import re
 import shutil
 import sys
@@ -15,7 +14,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from helpers import FIXTURES, REPO_ROOT, assert_usage_error, read_json, read_jsonl, read_lines, run_example
+import trainer_speedups  # the summarization folder's sibling module (pytest puts that folder on sys.path)
+from helpers import FIXTURES, assert_usage_error, read_json, read_jsonl, read_lines, run_example
 
 SUMMARIZATION = "examples/pytorch/summarization/run_summarization.py"
 TRANSLATION = "examples/pytorch/translation/run_translation.py"
@@ -173,22 +173,13 @@ def test_bf16_on_a_cpu_without_native_bf16_warns_once(tiny_models, tmp_path):
     assert (BF16_WARNING in plain.stdout + plain.stderr) is not native
 
 
-def load_summarization_script():
-    """run_summarization.py as a module, for its batching functions (the scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location("run_summarization", REPO_ROOT / SUMMARIZATION)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_token_budget_batches_cover_every_example_once_within_the_budget():
-    script = load_summarization_script()
     rng = np.random.default_rng(0)
     for _ in range(300):
         n, processes, budget = int(rng.integers(1, 40)), int(rng.integers(1, 4)), int(rng.integers(1, 200))
         sources, targets = rng.integers(1, 60, n).tolist(), rng.integers(1, 30, n).tolist()
         # Eval/predict: consecutive, in order, equal sizes per step, filler copies only after the last example.
-        batches = script.token_budget_batches(sources, budget, processes)
+        batches = trainer_speedups.token_budget_batches(sources, budget, processes)
         flat = [index for batch in batches for index in batch]
         assert flat[:n] == list(range(n)) and set(flat[n:]) <= {n - 1}
         assert len(batches) % processes == 0
@@ -197,7 +188,7 @@ def test_token_budget_batches_cover_every_example_once_within_the_budget():
         )
         assert all(len(set(batch)) == 1 or len(batch) * max(sources[i] for i in batch) <= budget for batch in batches)
         # Training: every example once per epoch, within the budget, the largest batch first, a new order per epoch.
-        sampler = script.TokenBudgetBatchSampler(sources, targets, budget, seed=0)
+        sampler = trainer_speedups.TokenBudgetBatchSampler(sources, targets, budget, seed=0)
         epochs = []
         for epoch in (0, 1, 0):
             sampler.set_epoch(epoch)
