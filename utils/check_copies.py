@@ -1,7 +1,9 @@
-"""Check that code marked `# Copied from` is still identical to its original; `--fix` rewrites drifted copies.
+"""Check that copied code is still identical to its original; `--fix` rewrites drifted copies.
 
-Scripts share code by checked copy, never by import (style guide §4). Put the marker directly above a top-level
-`def`, `class` (above its decorators) or `NAME = ...` statement:
+Task folders share code by whole-file copies of their sibling modules, listed in FULL_COPIES (style guide §4): a copy
+must equal its original byte for byte. The few blocks that cannot be whole files (argument dataclasses with renames)
+carry a `# Copied from` marker, directly above a top-level `def`, `class` (above its decorators) or `NAME = ...`
+statement:
 
     # Copied from examples.pytorch.summarization.run_summarization.check_output_dir
     # Copied from examples.pytorch.summarization.run_summarization.ModelArguments with Summarization->Translation
@@ -9,8 +11,7 @@ Scripts share code by checked copy, never by import (style guide §4). Put the m
 The dotted path is folders, module file (no `.py`) and one top-level name; hyphenated folders are written as they
 are (`examples.pytorch.s2s-ft.run_seq2seq.foo`). `with Old->New, old->new` lists literal replacements applied to
 the original in order. Copy and renamed original are compared after `ruff format` (repo pyproject.toml), ignoring
-blank lines. The original is the source of truth: edit it, then run `make fix-copies`. Whole-file copies are
-listed in FULL_COPIES and must be identical to their original.
+blank lines. The original is the source of truth: edit it, then run `make fix-copies`.
 
 Usage:
     python utils/check_copies.py          # `make check`: exit 1 on a drifted copy, a broken marker or no markers
@@ -41,6 +42,12 @@ FULL_COPIES: dict[str, str] = {
     "examples/tensorflow/summarization/rouge_scoring.py": "examples/pytorch/summarization/rouge_scoring.py",
     "examples/tensorflow/translation/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
     "examples/tensorflow/translation/seq2seq_data.py": "examples/pytorch/summarization/seq2seq_data.py",
+    # The libraries (legacy toolkit, s2s-ft): the modules they use unchanged, next to their scripts.
+    "examples/legacy/seq2seq/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
+    "examples/pytorch/s2s-ft/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
+    "examples/pytorch/s2s-ft/rouge_scoring.py": "examples/pytorch/summarization/rouge_scoring.py",
+    # The Keras machinery (imports TensorFlow; only the Keras folders have it).
+    "examples/tensorflow/translation/keras_training.py": "examples/tensorflow/summarization/keras_training.py",
 }
 SCANNED_DIRS = ("examples", "utils", "tests")
 MARKER = "# Copied from"
