@@ -42,6 +42,8 @@ FULL_COPIES: dict[str, str] = {
     "examples/tensorflow/summarization/rouge_scoring.py": "examples/pytorch/summarization/rouge_scoring.py",
     "examples/tensorflow/translation/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
     "examples/tensorflow/translation/seq2seq_data.py": "examples/pytorch/summarization/seq2seq_data.py",
+    "examples/tensorflow/translation/translation_data.py": "examples/pytorch/translation/translation_data.py",
+    "examples/tensorflow/translation/bleu_scoring.py": "examples/pytorch/translation/bleu_scoring.py",
     # The libraries (legacy toolkit, s2s-ft): the modules they use unchanged, next to their scripts.
     "examples/legacy/seq2seq/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
     "examples/pytorch/s2s-ft/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
