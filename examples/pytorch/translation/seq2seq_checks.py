@@ -150,12 +150,13 @@ def save_trainer_state(trainer) -> None:
         os.replace(f"{path}.tmp", path)
 
 
-def check_output_dir(training_args) -> str | None:
+def check_output_dir(training_args, result_files: tuple[str, ...] = RESULT_FILES) -> str | None:
     """Decide what to do with an existing --output_dir; return a checkpoint to resume from, or None.
 
     An empty or missing folder is fine. A folder that holds only `checkpoint-*` folders (a training job
     that was killed) is resumed from its last checkpoint when training. Anything else is refused unless
     --overwrite_output_dir or --resume_from_checkpoint is given, so no earlier result is overwritten silently.
+    `result_files` are the file names that mean "results here" (a script that writes fewer can pass its own).
     """
     output_dir = training_args.output_dir
     if not os.path.isdir(output_dir) or training_args.overwrite_output_dir:
@@ -164,7 +165,7 @@ def check_output_dir(training_args) -> str | None:
     if not entries or training_args.resume_from_checkpoint:
         return None
     last_checkpoint = last_complete_checkpoint(output_dir)
-    results = [name for name in entries if name in RESULT_FILES]
+    results = [name for name in entries if name in result_files]
     if training_args.do_train and last_checkpoint is not None and not results:
         return last_checkpoint
     shown = ", ".join((results or entries)[:5]) + (", ..." if len(results or entries) > 5 else "")
@@ -175,13 +176,13 @@ def check_output_dir(training_args) -> str | None:
     )
 
 
-def remove_previous_run(output_dir: str) -> None:
+def remove_previous_run(output_dir: str, result_files: tuple[str, ...] = RESULT_FILES) -> None:
     """For --overwrite_output_dir: delete an earlier run's result files and checkpoints (nothing else)."""
     if not os.path.isdir(output_dir):
         return
     for name in sorted(os.listdir(output_dir)):
         path = os.path.join(output_dir, name)
-        if name in RESULT_FILES:
+        if name in result_files:
             os.remove(path)
         elif name.startswith("checkpoint-") and os.path.isdir(path):
             shutil.rmtree(path)
