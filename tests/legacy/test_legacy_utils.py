@@ -1,6 +1,5 @@
 """Properties of examples/legacy/seq2seq/utils.py: lazy dataset, samplers and metrics on the shipped data."""
 
-import importlib.util
 import json
 import tracemalloc
 from collections import Counter
@@ -11,12 +10,9 @@ import pytest
 import sacrebleu
 from rouge_score import rouge_scorer, scoring
 
-from helpers import FIXTURES, REPO_ROOT
+from helpers import FIXTURES, import_legacy
 
-# Loaded under its own name: `import utils` would clash with the repo's utils/ and tests/utils/ folders.
-_spec = importlib.util.spec_from_file_location("legacy_seq2seq_utils", REPO_ROOT / "examples/legacy/seq2seq/utils.py")
-lu = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(lu)
+lu = import_legacy("utils")
 
 EN_RO = FIXTURES / "legacy" / "wmt_en_ro"
 CNNDM = FIXTURES / "legacy" / "cnndm_see2017"

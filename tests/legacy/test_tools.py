@@ -1,7 +1,6 @@
 """The small legacy tools run as a user would: rouge_cli, run_eval_search, save_len_file, minify_dataset,
 convert_model_to_fp16 and pack_dataset (examples/legacy/seq2seq)."""
 
-import importlib.util
 import json
 
 import pytest
@@ -9,16 +8,13 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from helpers import FIXTURES, REPO_ROOT, read_json, read_lines, run_example
+from helpers import FIXTURES, import_legacy, read_json, read_lines, run_example
 
 TOOLS = "examples/legacy/seq2seq"
 EN_RO = FIXTURES / "legacy" / "wmt_en_ro"
 CNNDM = FIXTURES / "legacy" / "cnndm_see2017"
 
-# Loaded under its own name: `import utils` would clash with the repo's utils/ and tests/utils/ folders.
-_spec = importlib.util.spec_from_file_location("legacy_seq2seq_utils_tools", REPO_ROOT / TOOLS / "utils.py")
-lu = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(lu)
+lu = import_legacy("utils")
 
 
 def write_lines(path, lines):

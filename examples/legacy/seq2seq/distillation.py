@@ -47,13 +47,13 @@ from finetune_trainer import (
     trainer_kwargs,
 )
 from make_student import create_student_by_copying_alternating_layers, get_layers_to_supervise, pick_layers_to_copy
+from seq2seq_checks import write_json_atomically
 from seq2seq_trainer import (
     LegacySeq2SeqTrainer,
     LegacySeq2SeqTrainingArguments,
     check_data_dir,
     check_output_dir,
     count_parameters,
-    write_json_atomically,
     write_run_info,
 )
 from utils import UsageError, run_cli

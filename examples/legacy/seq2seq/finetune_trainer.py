@@ -22,6 +22,7 @@ import numpy as np
 import transformers
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, HfArgumentParser, set_seed
 
+from seq2seq_checks import save_results
 from seq2seq_trainer import (
     ClassicOutputsCallback,
     LegacySeq2SeqTrainer,
@@ -35,7 +36,6 @@ from seq2seq_trainer import (
     freeze_embeds,
     freeze_encoder,
     remove_previous_run,
-    save_results,
     set_up_language_codes,
     write_results_txt,
     write_run_info,
@@ -103,7 +103,11 @@ class DataTrainingArguments:
 def parse_args(
     argv: list[str], dataclass_types=(ModelArguments, DataTrainingArguments, LegacySeq2SeqTrainingArguments)
 ) -> tuple:
-    """Parse `argv` (or one .json file of arguments) into `dataclass_types`. Raises UsageError."""
+    """Parse `argv` (or one .json file of arguments) into `dataclass_types`. Raises UsageError.
+
+    Not `seq2seq_checks.parse_args_or_file` (the task folders'): it takes `argv` and the dataclasses (distillation.py
+    parses its own with it) and, as upstream's toolkit, reads .json argument files only.
+    """
     parser = HfArgumentParser(dataclass_types)
     try:
         if len(argv) == 1 and argv[0].endswith(".json"):
@@ -208,6 +212,9 @@ def score(predictions: list[str], references: list[str], task: str) -> dict:
 
 
 def setup_logging(training_args: LegacySeq2SeqTrainingArguments) -> None:
+    """HF's log format on stdout. Unlike the task folders' `seq2seq_setup.setup_logging`, only the toolkit's own
+    loggers (this script's, distillation.py's) log at info on the main process; transformers gets the process log
+    level and datasets keeps its default."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",

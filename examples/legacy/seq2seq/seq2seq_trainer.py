@@ -8,9 +8,10 @@
 - Model set-up (`apply_dropout_overrides`, `freeze_embeds`, `freeze_encoder`, `set_up_language_codes`),
   the run's files (`metrics.json`, `best_tfmr/`, `test_results.txt`, `git_log.json`, `hparams.json`) and
   the output-directory checks.
+Complete-checkpoint detection and atomic JSON files come from `seq2seq_checks.py` (a whole-file copy of the
+summarization folder's module, kept identical by `utils/check_copies.py`), as does finetune_trainer.py's `save_results`.
 """
 
-import json
 import logging
 import os
 import re
@@ -30,6 +31,7 @@ from transformers import (
     TrainerCallback,
 )
 
+from seq2seq_checks import last_complete_checkpoint, write_json_atomically
 from utils import (
     SortishSampler,
     TokenBudgetBatchSampler,
@@ -332,28 +334,16 @@ def check_data_dir(data_dir: str, splits: list[str]) -> None:
 
 
 # ----------------------------------------------------------------------------- output folder
-def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-N` in `output_dir` whose trainer_state.json parses and names step N, or None
-    (a folder half-written by a killed job is skipped)."""
-    steps = sorted(
-        int(match.group(1)) for name in os.listdir(output_dir) if (match := re.fullmatch(r"checkpoint-(\d+)", name))
-    )
-    for step in reversed(steps):
-        folder = os.path.join(output_dir, f"checkpoint-{step}")
-        try:
-            if load_json(os.path.join(folder, "trainer_state.json")).get("global_step") == step:
-                return folder
-        except (OSError, ValueError):
-            pass
-        logger.warning(f"skipping {folder}: incomplete (the job was stopped while writing it)")
-    return None
-
-
 def check_output_dir(training_args: LegacySeq2SeqTrainingArguments) -> str | None:
     """Return a checkpoint to resume from, or None; raise UsageError for a folder that holds a finished run.
 
     A missing or empty folder is fine; one that holds checkpoints but no results (a killed training job) is
     resumed; anything with results needs --overwrite_output_dir (or a new folder).
+
+    Not `seq2seq_checks.check_output_dir` (the task folders' guard), on purpose: "results" are this toolkit's own
+    files (`RESULT_FILES` above: `val_results.json`, `test_generations.txt`, a saved model's `config.json`, ...),
+    other files (the run files written while training, a user's notes) never make the folder refused, a folder
+    without checkpoints is simply reused, and the message gives no --resume_from_checkpoint hint.
     """
     output_dir = training_args.output_dir
     if not os.path.isdir(output_dir) or training_args.overwrite_output_dir or not os.listdir(output_dir):
@@ -373,7 +363,11 @@ def check_output_dir(training_args: LegacySeq2SeqTrainingArguments) -> str | Non
 
 
 def remove_previous_run(output_dir: str) -> None:
-    """For --overwrite_output_dir: delete an earlier run's results, checkpoints and run files (nothing else)."""
+    """For --overwrite_output_dir: delete an earlier run's results, checkpoints and run files (nothing else).
+
+    Unlike `seq2seq_checks.remove_previous_run`, the toolkit's own files go too: `RESULT_FILES` above,
+    `metrics.json`, `hparams.json`, `git_log.json` and the `best_tfmr/` and `student/` folders.
+    """
     if not os.path.isdir(output_dir):
         return
     run_files = (*RESULT_FILES, "metrics.json", "hparams.json", "git_log.json")
@@ -386,24 +380,6 @@ def remove_previous_run(output_dir: str) -> None:
         else:
             continue
         logger.info(f"--overwrite_output_dir: removed {path} from the earlier run")
-
-
-def write_json_atomically(path: str, data: Any) -> None:
-    """Write `data` to a temp file, then rename it over `path`: a killed job leaves the old file or the new one."""
-    with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=4, sort_keys=True)
-    os.replace(f"{path}.tmp", path)
-
-
-def save_results(trainer: Seq2SeqTrainer, split: str, metrics: dict) -> None:
-    """`{split}_results.json`, merged into `all_results.json`, written atomically by the main process."""
-    if not trainer.is_world_process_zero():
-        return
-    output_dir = trainer.args.output_dir
-    write_json_atomically(os.path.join(output_dir, f"{split}_results.json"), metrics)
-    all_results_path = os.path.join(output_dir, "all_results.json")
-    all_results = load_json(all_results_path) if os.path.isfile(all_results_path) else {}
-    write_json_atomically(all_results_path, {**all_results, **metrics})
 
 
 def write_run_info(output_dir: str, hparams: dict) -> None:

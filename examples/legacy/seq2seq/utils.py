@@ -18,17 +18,20 @@ import torch
 from torch.utils.data import Dataset, Sampler
 from transformers import DynamicCache, EncoderDecoderCache
 
+# The toolkit's one error class: the whole-file copy of the task folders' seq2seq_checks.py defines it.
+from seq2seq_checks import UsageError
+
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
-# ----------------------------------------------------------------------------- lazy line files
-class UsageError(ValueError):
-    """A user mistake: printed as one `error: ...` line, exit code 2."""
-
-
+# ----------------------------------------------------------------------------- entry point
 def run_cli(main: Callable[[list[str]], object]) -> None:
     """Entry point of the scripts here: run `main(sys.argv[1:])`; a UsageError becomes `error: <message>` on
-    stderr and exit code 2, anything else keeps its traceback (a bug for us to fix)."""
+    stderr and exit code 2, anything else keeps its traceback (a bug for us to fix).
+
+    `seq2seq_checks.run_cli` does the same for a `main()` without arguments; the toolkit's `main(argv)` takes the
+    argument list because its scripts call each other's `main` (run_eval_search.py, pseudo_label.py, distillation.py).
+    """
     try:
         main(sys.argv[1:])
     except UsageError as error:
@@ -36,6 +39,7 @@ def run_cli(main: Callable[[list[str]], object]) -> None:
         sys.exit(2)
 
 
+# ----------------------------------------------------------------------------- lazy line files
 def line_offsets(path: str | os.PathLike) -> array:
     """Byte offset of the start of every line of `path`, plus the file size as a final sentinel.
 
@@ -293,7 +297,14 @@ def make_token_budget_batches(
 
 
 class TokenBudgetBatchSampler(Sampler):
-    """`batch_sampler` form of `make_token_budget_batches`; a new shuffle each epoch (seed + epoch)."""
+    """`batch_sampler` form of `make_token_budget_batches`; a new shuffle each epoch (seed + epoch).
+
+    Not the task folders' `trainer_speedups.TokenBudgetBatchSampler` (--train_max_tokens_per_batch), on purpose:
+    this one keeps the legacy --max_tokens_per_batch meaning, a budget of padded *source* tokens only (lengths
+    from `train.len` / the source file, targets not counted), and moves the biggest batch to the front by swapping
+    it with the first of the shuffled order; that one budgets source + target tokens and inserts the biggest
+    batch before the others.
+    """
 
     def __init__(self, lengths: Sequence[int], max_tokens_per_batch: int, shuffle: bool = True, seed: int = 0) -> None:
         self.lengths, self.max_tokens, self.shuffle, self.seed, self.epoch = (
@@ -396,7 +407,7 @@ def romanian_postprocess(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------- generation
-# Copied from examples.pytorch.summarization.run_summarization.BeamSharedCrossAttentionCache
+# Copied from examples.pytorch.summarization.trainer_speedups.BeamSharedCrossAttentionCache
 class BeamSharedCrossAttentionCache(EncoderDecoderCache):
     """The encoder-decoder cache with beam reordering for the self-attention part only.
 
@@ -409,7 +420,7 @@ class BeamSharedCrossAttentionCache(EncoderDecoderCache):
         self.self_attention_cache.reorder_cache(beam_idx)
 
 
-# Copied from examples.pytorch.summarization.run_summarization.with_shared_cross_attention
+# Copied from examples.pytorch.summarization.trainer_speedups.with_shared_cross_attention
 def with_shared_cross_attention(model, generate_kwargs: dict) -> dict:
     """`generate_kwargs` plus a fresh `BeamSharedCrossAttentionCache` (one per `generate` call) when `model.generate`
     would run beam search on an encoder-decoder with its default cache; otherwise `generate_kwargs` unchanged."""

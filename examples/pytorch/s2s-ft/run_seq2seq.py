@@ -20,17 +20,13 @@ Several GPUs (or two CPU processes): the same arguments after `torchrun --nproc_
 `accelerate launch --num_processes 2`. All arguments can also come from one `.json`/`.yaml` file.
 """
 
-import json
 import logging
 import os
-import re
-import shutil
 import sys
 from dataclasses import dataclass, field
 
 import datasets
 import transformers
-from huggingface_hub import is_offline_mode, try_to_load_from_cache
 from s2s_ft.data import (
     Seq2SeqCollator,
     Seq2SeqTrainingDataset,
@@ -42,12 +38,25 @@ from s2s_ft.data import (
 )
 from s2s_ft.masks import MASK_WAY_TO_MODE, MODES, Corruption
 from s2s_ft.modeling import MODEL_TYPES, extend_position_embeddings, load_s2s_model
-from s2s_ft.utils import UsageError, run_cli
 from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
+
+from seq2seq_checks import (
+    UsageError,
+    check_model_reachable,
+    check_output_dir,
+    last_complete_checkpoint,
+    parse_args_or_file,
+    remove_previous_run,
+    run_cli,
+    save_results,
+    save_trainer_state,
+    set_sibling_log_level,
+)
 
 logger = logging.getLogger(__name__)
 
-# Files a finished (or partly finished) run leaves in --output_dir. Their presence means "results here".
+# Files a finished (or partly finished) run of this script leaves in --output_dir: their presence means "results
+# here" (for check_output_dir and remove_previous_run; fewer than the summarization scripts', which also evaluate).
 RESULT_FILES = ("all_results.json", "train_results.json", "trainer_state.json")
 
 
@@ -175,31 +184,8 @@ class S2SFTTrainingArguments(TrainingArguments):
     )
 
 
-# Copied from examples.pytorch.summarization.run_summarization.parse_args with Summarization->S2SFT
-def parse_args() -> tuple[ModelArguments, DataTrainingArguments, S2SFTTrainingArguments]:
-    """Parse the command line, or a single .json/.yaml file of arguments. Raises UsageError."""
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, S2SFTTrainingArguments))
-    try:
-        if len(sys.argv) == 2 and sys.argv[1].endswith((".json", ".yaml", ".yml")):
-            config_path = os.path.abspath(sys.argv[1])
-            if not os.path.isfile(config_path):
-                raise UsageError(f"argument file {sys.argv[1]} does not exist")
-            if config_path.endswith(".json"):
-                return parser.parse_json_file(json_file=config_path)
-            return parser.parse_yaml_file(yaml_file=config_path)
-        return parser.parse_args_into_dataclasses()
-    except UsageError:
-        raise
-    except ValueError as error:  # invalid values or unknown keys, found by the dataclasses
-        raise UsageError(str(error).strip().splitlines()[0]) from error
-    except ImportError as error:  # a flag that needs a package that is not installed (e.g. --deepspeed)
-        raise UsageError(
-            f"{str(error).strip().splitlines()[0]} Install it, or drop the flag that needs it."
-        ) from error
-
-
-# Copied from examples.pytorch.summarization.run_summarization.setup_logging with Summarization->S2SFT
-def setup_logging(training_args: S2SFTTrainingArguments) -> None:
+# Copied from examples.pytorch.summarization.seq2seq_setup.setup_logging
+def setup_logging(training_args) -> None:
     """HF's log format on stdout; info on the main process, warnings only on the others."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
@@ -209,127 +195,13 @@ def setup_logging(training_args: S2SFTTrainingArguments) -> None:
     if training_args.should_log:
         transformers.utils.logging.set_verbosity_info()
     log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
+    set_sibling_log_level(log_level)
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
     # With CI=true in the environment transformers also passes its records to the root handler: each line twice.
     transformers.utils.logging.disable_propagation()
-
-
-# Copied from examples.pytorch.summarization.run_summarization.check_model_reachable
-def check_model_reachable(flag: str, name_or_path: str | None) -> None:
-    """Raise UsageError for a Hub id that cannot be loaded because the Hub is offline and it is not cached."""
-    if name_or_path is None or os.path.isdir(name_or_path) or not is_offline_mode():
-        return
-    try:
-        cached = try_to_load_from_cache(name_or_path, "config.json") or try_to_load_from_cache(
-            name_or_path, "tokenizer_config.json"
-        )
-    except ValueError:  # not even a valid repo id, so it can only have been meant as a local path
-        cached = None
-    if not isinstance(cached, str):
-        raise UsageError(
-            f"{flag} '{name_or_path}' is not a local folder, and the Hub is offline (HF_HUB_OFFLINE=1) with no "
-            "cached copy: pass a folder saved with save_pretrained, or unset HF_HUB_OFFLINE to download it"
-        )
-
-
-# Copied from examples.pytorch.summarization.run_summarization.last_complete_checkpoint
-def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-N` folder in `output_dir` that a resume can load, or None.
-
-    The Trainer writes a checkpoint's files in turn and `trainer_state.json` last, so a checkpoint is complete
-    when that file parses and names step N; a folder left half-written by a killed job is skipped (logged).
-    """
-    steps = sorted(
-        int(match.group(1)) for name in os.listdir(output_dir) if (match := re.fullmatch(r"checkpoint-(\d+)", name))
-    )
-    for step in reversed(steps):
-        folder = os.path.join(output_dir, f"checkpoint-{step}")
-        try:
-            with open(os.path.join(folder, "trainer_state.json"), encoding="utf-8") as handle:
-                if json.load(handle).get("global_step") == step:
-                    return folder
-        except (OSError, ValueError):
-            pass
-        logger.warning(f"skipping {folder}: incomplete (the job was stopped while writing it)")
-    return None
-
-
-# Copied from examples.pytorch.summarization.run_summarization.write_json_atomically
-def write_json_atomically(path: str, data: dict) -> None:
-    """Write `data` to a temp file, then rename it over `path`: a killed job leaves the old file or the new one."""
-    with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=4, sort_keys=True)
-    os.replace(f"{path}.tmp", path)
-
-
-# Copied from examples.pytorch.summarization.run_summarization.save_results with Seq2SeqTrainer->Trainer
-def save_results(trainer: Trainer, split: str, metrics: dict) -> None:
-    """Like `trainer.save_metrics` (`{split}_results.json`, merged into `all_results.json`), written atomically."""
-    if not trainer.is_world_process_zero():
-        return
-    output_dir = trainer.args.output_dir
-    write_json_atomically(os.path.join(output_dir, f"{split}_results.json"), metrics)
-    all_results_path = os.path.join(output_dir, "all_results.json")
-    all_results = {}
-    if os.path.isfile(all_results_path):
-        with open(all_results_path, encoding="utf-8") as handle:
-            all_results = json.load(handle)
-    write_json_atomically(all_results_path, {**all_results, **metrics})
-
-
-# Copied from examples.pytorch.summarization.run_summarization.save_trainer_state with Seq2SeqTrainer->Trainer
-def save_trainer_state(trainer: Trainer) -> None:
-    """Like `trainer.save_state` (`trainer_state.json`: the log history), written atomically."""
-    if trainer.is_world_process_zero():
-        path = os.path.join(trainer.args.output_dir, "trainer_state.json")
-        trainer.state.save_to_json(f"{path}.tmp")
-        os.replace(f"{path}.tmp", path)
-
-
-# Copied from examples.pytorch.summarization.run_summarization.check_output_dir with Summarization->S2SFT
-def check_output_dir(training_args: S2SFTTrainingArguments) -> str | None:
-    """Decide what to do with an existing --output_dir; return a checkpoint to resume from, or None.
-
-    An empty or missing folder is fine. A folder that holds only `checkpoint-*` folders (a training job
-    that was killed) is resumed from its last checkpoint when training. Anything else is refused unless
-    --overwrite_output_dir or --resume_from_checkpoint is given, so no earlier result is overwritten silently.
-    """
-    output_dir = training_args.output_dir
-    if not os.path.isdir(output_dir) or training_args.overwrite_output_dir:
-        return None
-    entries = sorted(os.listdir(output_dir))
-    if not entries or training_args.resume_from_checkpoint:
-        return None
-    last_checkpoint = last_complete_checkpoint(output_dir)
-    results = [name for name in entries if name in RESULT_FILES]
-    if training_args.do_train and last_checkpoint is not None and not results:
-        return last_checkpoint
-    shown = ", ".join((results or entries)[:5]) + (", ..." if len(results or entries) > 5 else "")
-    resume_hint = f", --resume_from_checkpoint {last_checkpoint}" if last_checkpoint else ""
-    raise UsageError(
-        f"--output_dir {output_dir} already holds an earlier run ({shown}); choose a new --output_dir, "
-        f"or pass --overwrite_output_dir to replace it{resume_hint}"
-    )
-
-
-# Copied from examples.pytorch.summarization.run_summarization.remove_previous_run
-def remove_previous_run(output_dir: str) -> None:
-    """For --overwrite_output_dir: delete an earlier run's result files and checkpoints (nothing else)."""
-    if not os.path.isdir(output_dir):
-        return
-    for name in sorted(os.listdir(output_dir)):
-        path = os.path.join(output_dir, name)
-        if name in RESULT_FILES:
-            os.remove(path)
-        elif name.startswith("checkpoint-") and os.path.isdir(path):
-            shutil.rmtree(path)
-        else:
-            continue
-        logger.info(f"--overwrite_output_dir: removed {path} from the earlier run")
 
 
 def check_probabilities(data_args: DataTrainingArguments) -> None:
@@ -387,7 +259,7 @@ def validate_args(
         training_args.resume_from_checkpoint = found
     elif resume is not None and not os.path.isfile(os.path.join(resume, "trainer_state.json")):
         raise UsageError(f"--resume_from_checkpoint {resume}: not a checkpoint folder (no trainer_state.json in it)")
-    return check_output_dir(training_args)
+    return check_output_dir(training_args, RESULT_FILES)
 
 
 def tokenize_pairs(tokenizer, records: list[tuple], data_args: DataTrainingArguments) -> list[tuple]:
@@ -409,7 +281,8 @@ def tokenize_pairs(tokenizer, records: list[tuple], data_args: DataTrainingArgum
 
 def main() -> None:
     # Parse and validate every argument before loading anything.
-    model_args, data_args, training_args = parse_args()
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, S2SFTTrainingArguments))
+    model_args, data_args, training_args = parse_args_or_file(parser)
     setup_logging(training_args)
     last_checkpoint = validate_args(model_args, data_args, training_args)
     precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
@@ -420,7 +293,7 @@ def main() -> None:
     if training_args.device.type == "cpu":
         training_args.dataloader_pin_memory = False  # pinning only helps copies to an accelerator
     if training_args.overwrite_output_dir and training_args.should_save:
-        remove_previous_run(training_args.output_dir)
+        remove_previous_run(training_args.output_dir, RESULT_FILES)
     if last_checkpoint is not None:
         logger.info(f"Resuming training from {last_checkpoint}, found in --output_dir (a run that was interrupted)")
 

@@ -1,18 +1,10 @@
-"""The error convention shared by the s2s-ft scripts."""
+"""The error convention shared by the s2s-ft scripts: `UsageError` and `run_cli` of `seq2seq_checks`.
 
-import sys
-from collections.abc import Callable
+`seq2seq_checks.py` is the folder's copy of the project-wide module (next to the scripts, kept identical by
+`utils/check_copies.py`), so the package and the scripts raise and catch one `UsageError` class. It is importable
+wherever `s2s_ft` is: both live in `examples/pytorch/s2s-ft/`, the scripts' folder.
+"""
 
+from seq2seq_checks import UsageError, run_cli
 
-class UsageError(ValueError):
-    """A problem with the user's arguments or data: reported as one line, without a traceback."""
-
-
-def run_cli(main: Callable[[], object]) -> None:
-    """Entry point of the scripts here: a UsageError becomes `error: <message>` on stderr and exit code 2;
-    anything else keeps its traceback (a bug for us to fix)."""
-    try:
-        main()
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+__all__ = ["UsageError", "run_cli"]
