@@ -15,7 +15,11 @@ DATA_EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv")
 
 
 def check_data_file(flag: str, path: str) -> None:
-    """Raise UsageError unless `path` is an existing, non-empty .jsonl/.json/.csv/.tsv file."""
+    """Raise UsageError unless `path` is an existing, non-empty .jsonl/.json/.csv/.tsv file.
+
+    The checks of `seq2seq_checks.check_data_file`, with s2s-ft's own messages: JSON lines come first (the
+    format of its data) and a line holds one example (`{"src", "tgt"}`), not a row of a table.
+    """
     extension = os.path.splitext(path)[1].lower()
     if extension not in DATA_EXTENSIONS:
         raise UsageError(f"{flag} {path}: unknown extension '{extension}'; use a .jsonl, .json, .csv or .tsv file")
