@@ -1,0 +1,407 @@
+"""The Accelerate machinery of the `_no_trainer` twins (run_summarization_no_trainer.py and its translation twin).
+
+Flags every twin shares (model, optimisation, checkpoints, tracking, Hub), the --output_dir guard and the
+--resume_from_checkpoint lookup for Accelerate's step_N/epoch_N checkpoints, the log set-up, a model built from
+scratch (--model_type), the eval/predict generation loop on all processes, result files, train_log.jsonl, the
+resumable training position, checkpoints written under a temporary name, and saving/pushing the model.
+What a user adapts (data columns, preprocessing, the metric, the loop itself) stays in the scripts.
+PyTorch only; `utils/check_copies.py` keeps the translation folder's copy identical (edit this file, then
+`make fix-copies`).
+"""
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+import torch
+import transformers
+from accelerate import Accelerator
+from huggingface_hub import HfApi
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import CONFIG_MAPPING, AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
+
+from seq2seq_checks import RESULT_FILES, UsageError, set_sibling_log_level
+from seq2seq_data import decode_predictions
+from trainer_speedups import generation_batches, restore_input_order, with_shared_cross_attention
+
+logger = logging.getLogger(__name__)
+
+
+# Written during training (not results): --overwrite_output_dir deletes them with RESULT_FILES and the checkpoints.
+RUN_LOG_FILES = ("train_log.jsonl", "eval_predictions.txt")
+CHECKPOINT_NAME = re.compile(r"(step|epoch)_\d+")  # accelerator.save_state folders, as upstream names them
+PARTIAL_SUFFIX = ".partial"  # a checkpoint being written; renamed to its final name once complete
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+
+
+def parse_bool(value: str) -> bool:
+    """argparse type for flags that take a value: true/false, 1/0, yes/no (any case). Anything else is an error,
+    unlike `type=bool`, which turns every non-empty string (even "False") into True."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"'{value}' is not a boolean; use true or false (or 1/0, yes/no)")
+
+
+def parse_checkpointing_steps(value: str) -> int | str:
+    """argparse type for --checkpointing_steps: a positive number of steps, or 'epoch'."""
+    if value == "epoch":
+        return value
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"'{value}' is neither a positive number of steps nor 'epoch'")
+
+
+BOOL_FLAG = {"type": parse_bool, "nargs": "?", "const": True, "metavar": "{true,false}"}  # `--flag` alone = true
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which model, config and tokenizer to fine-tune (help texts as in the Trainer script's ModelArguments)."""
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--model_name_or_path", help="Local folder saved with `save_pretrained`, or a Hub model id (needs network)."
+    )
+    model.add_argument(
+        "--model_type",
+        choices=sorted(MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES),
+        help="Without --model_name_or_path: train a new model of this type from scratch (needs --tokenizer_name).",
+    )
+    model.add_argument("--config_name", help="Config name or path, if not the same as --model_name_or_path.")
+    model.add_argument("--tokenizer_name", help="Tokenizer name or path, if not the same as --model_name_or_path.")
+    model.add_argument("--use_slow_tokenizer", action="store_true", help="Use the Python tokenizer, not the Rust one.")
+    model.add_argument("--cache_dir", help="Where to store models and datasets downloaded from the Hub.")
+    model.add_argument("--model_revision", default="main", help="Hub branch, tag or commit of the model to use.")
+    model.add_argument(
+        "--token", help="Hub token for private models and datasets (default: the one from `hf auth login`)."
+    )
+    model.add_argument(
+        "--trust_remote_code",
+        action="store_true",
+        help="Allow model and dataset code from the Hub to run on your machine. Only for repos you trust.",
+    )
+    model.add_argument(
+        "--resize_position_embeddings",
+        default=None,
+        help=(
+            "What to do when the model has fewer position embeddings than --max_source_length: "
+            "unset = warn and resize, True = resize, False = stop with an error."
+        ),
+        **BOOL_FLAG,
+    )
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """Optimisation, checkpoints, tracking and outputs (the flags of upstream's `_no_trainer` scripts)."""
+    train = parser.add_argument_group("training")
+    train.add_argument("--output_dir", required=True, help="Where to write the model, checkpoints and results.")
+    train.add_argument(
+        "--overwrite_output_dir",
+        action="store_true",
+        help=(
+            "Allow --output_dir to hold an earlier run: its result files and checkpoints are deleted first. "
+            "Without it a non-empty --output_dir is refused (or resumed, if it holds only checkpoints)."
+        ),
+    )
+    train.add_argument("--seed", type=int, default=42, help="Random seed for initialisation and data order.")
+    train.add_argument("--per_device_train_batch_size", type=int, default=8, help="Training batch size per device.")
+    train.add_argument("--per_device_eval_batch_size", type=int, default=8, help="Generation batch size per device.")
+    train.add_argument("--learning_rate", type=float, default=5e-5, help="Peak learning rate of AdamW.")
+    train.add_argument("--weight_decay", type=float, default=0.0, help="AdamW weight decay (not on biases/norms).")
+    train.add_argument("--num_train_epochs", type=int, default=3, help="Epochs to train (see --max_train_steps).")
+    train.add_argument("--max_train_steps", type=int, help="Optimizer steps to train; overrides --num_train_epochs.")
+    train.add_argument(
+        "--gradient_accumulation_steps", type=int, default=1, help="Batches summed into one optimizer step."
+    )
+    train.add_argument("--lr_scheduler_type", default="linear", choices=LR_SCHEDULERS, help="Learning rate schedule.")
+    train.add_argument("--num_warmup_steps", type=int, default=0, help="Optimizer steps of linear warmup.")
+    train.add_argument(
+        "--mixed_precision",
+        choices=("no", "fp16", "bf16"),
+        help="Mixed precision (default: what `accelerate launch`/`accelerate config` set, else no).",
+    )
+    train.add_argument(
+        "--checkpointing_steps",
+        type=parse_checkpointing_steps,
+        help="Save the full training state every N optimizer steps (output_dir/step_N) or every 'epoch' (epoch_N).",
+    )
+    train.add_argument(
+        "--resume_from_checkpoint",
+        help="A step_N/epoch_N folder to continue exactly where it stopped, or 'last' for the newest one.",
+    )
+    train.add_argument(
+        "--logging_steps", type=int, default=50, help="Log loss, lr and tokens/s every N steps (train_log.jsonl: all)."
+    )
+    train.add_argument("--with_tracking", action="store_true", help="Log losses and metrics to --report_to.")
+    train.add_argument("--report_to", default="all", help="Trackers: tensorboard, wandb, ... or all installed ones.")
+    train.add_argument("--push_to_hub", action="store_true", help="Upload the model to the Hub (needs network).")
+    train.add_argument("--hub_model_id", help="Hub repository for --push_to_hub (default: the output_dir name).")
+    train.add_argument("--hub_token", help="Hub token for --push_to_hub (default: the one from `hf auth login`).")
+
+
+def last_checkpoint(output_dir: str) -> str | None:
+    """The most recently written step_N/epoch_N folder in `output_dir`, or None if there is none."""
+    if not os.path.isdir(output_dir):
+        return None
+    folders = [os.path.join(output_dir, name) for name in os.listdir(output_dir) if CHECKPOINT_NAME.fullmatch(name)]
+    return max((folder for folder in folders if os.path.isdir(folder)), key=os.path.getmtime, default=None)
+
+
+def check_output_dir_for_accelerate(args: argparse.Namespace) -> str | None:
+    """Decide what to do with an existing --output_dir; return a step_N/epoch_N checkpoint to resume from, or None.
+
+    As `seq2seq_checks.check_output_dir` does for the Trainer's checkpoint-N folders: an empty or missing folder
+    is fine, a folder holding checkpoints but no results (a killed run) is resumed from its newest checkpoint, and
+    anything else is refused unless --overwrite_output_dir or --resume_from_checkpoint is given. Raises UsageError.
+    """
+    if not os.path.isdir(args.output_dir) or args.overwrite_output_dir:
+        return None
+    entries = sorted(os.listdir(args.output_dir))
+    if not entries or args.resume_from_checkpoint:
+        return None
+    checkpoint = last_checkpoint(args.output_dir)
+    results = [name for name in entries if name in RESULT_FILES]
+    if checkpoint is not None and not results:
+        return checkpoint
+    shown = ", ".join((results or entries)[:5]) + (", ..." if len(results or entries) > 5 else "")
+    resume_hint = f", --resume_from_checkpoint {checkpoint}" if checkpoint else ""
+    raise UsageError(
+        f"--output_dir {args.output_dir} already holds an earlier run ({shown}); choose a new --output_dir, "
+        f"or pass --overwrite_output_dir to replace it{resume_hint}"
+    )
+
+
+def resolve_checkpoint(args: argparse.Namespace) -> str | None:
+    """The folder --resume_from_checkpoint names ('last'/'true' = newest in --output_dir); raise UsageError if it
+    is not a checkpoint of this script."""
+    resume = args.resume_from_checkpoint
+    if resume is None:
+        return None
+    if args.overwrite_output_dir:
+        raise UsageError(
+            "--overwrite_output_dir deletes the checkpoints that --resume_from_checkpoint needs; drop one"
+        )
+    if resume.lower() in ("true", "last"):
+        resume = last_checkpoint(args.output_dir)
+        if resume is None:
+            raise UsageError(f"--resume_from_checkpoint: no step_*/epoch_* folder in {args.output_dir}")
+    elif not os.path.isfile(os.path.join(resume, "custom_checkpoint_0.pkl")):
+        raise UsageError(
+            f"--resume_from_checkpoint {resume}: not a checkpoint folder of this script (no custom_checkpoint_0.pkl "
+            "in it); pass a step_N or epoch_N folder from --output_dir"
+        )
+    return resume
+
+
+def setup_accelerate_logging(accelerator: Accelerator) -> None:
+    """HF's log format on stdout and one line per process (rank, device, world size, precision); then the script's
+    and library logs at info on the local main process, errors only on the others."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        level=logging.INFO,
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    logger.warning(
+        f"Process rank: {accelerator.process_index}, device: {accelerator.device}, "
+        f"world size: {accelerator.num_processes}, precision: {accelerator.mixed_precision}"
+    )
+    set_sibling_log_level(logging.INFO if accelerator.is_local_main_process else logging.ERROR)
+    if accelerator.is_local_main_process:
+        datasets.utils.logging.set_verbosity_warning()
+        transformers.utils.logging.set_verbosity_info()
+    else:
+        datasets.utils.logging.set_verbosity_error()
+        transformers.utils.logging.set_verbosity_error()
+    # With CI=true in the environment transformers also passes its records to the root handler: each line twice.
+    transformers.utils.logging.disable_propagation()
+
+
+def remove_previous_accelerate_run(output_dir: str, tracking_project: str) -> None:
+    """For --overwrite_output_dir: delete an earlier run's results, logs, step_N/epoch_N checkpoints and tracker
+    logs (the `tracking_project` folder), and nothing else."""
+    if not os.path.isdir(output_dir):
+        return
+    for name in sorted(os.listdir(output_dir)):
+        path = os.path.join(output_dir, name)
+        if name in RESULT_FILES or name in RUN_LOG_FILES:
+            os.remove(path)
+        elif os.path.isdir(path) and (
+            CHECKPOINT_NAME.fullmatch(name.removesuffix(PARTIAL_SUFFIX)) or name == tracking_project
+        ):
+            shutil.rmtree(path)
+        else:
+            continue
+        logger.info(f"--overwrite_output_dir: removed {path} from the earlier run")
+
+
+def build_new_model(args: argparse.Namespace):
+    """--model_type without --model_name_or_path: a randomly initialised model with an existing tokenizer.
+
+    Returns (config, tokenizer, model); a tokenizer or config that cannot be loaded raises UsageError.
+    """
+    common = {"cache_dir": args.cache_dir, "revision": args.model_revision, "token": args.token}
+    try:
+        config = (
+            AutoConfig.from_pretrained(args.config_name, **common)
+            if args.config_name
+            else CONFIG_MAPPING[args.model_type]()
+        )
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name, use_fast=args.use_fast_tokenizer, **common)
+    except OSError as error:
+        raise UsageError(
+            f"--config_name/--tokenizer_name could not be loaded: {str(error).splitlines()[0]} "
+            "(pass a folder saved with save_pretrained, or a Hub id while online)"
+        ) from error
+    model = AutoModelForSeq2SeqLM.from_config(config, trust_remote_code=args.trust_remote_code)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    logger.info(f"Training a new {config.model_type} model from scratch")
+    return config, tokenizer, model
+
+
+def generation_dataloader(dataset, data_collator, args: argparse.Namespace, num_processes: int) -> DataLoader:
+    """The eval/predict loader: batches of --per_device_eval_batch_size, or by --eval_max_tokens_per_batch."""
+    if args.eval_max_tokens_per_batch is None:
+        return DataLoader(dataset, collate_fn=data_collator, batch_size=args.per_device_eval_batch_size)
+    batches, budget = generation_batches(
+        [len(ids) for ids in dataset["input_ids"]],
+        args.eval_max_tokens_per_batch,
+        args.per_device_eval_batch_size,
+        args.val_max_target_length,
+        num_processes,
+    )
+    sizes = [len(batch) for batch in batches]
+    logger.info(
+        f"Eval/predict batches by --eval_max_tokens_per_batch {args.eval_max_tokens_per_batch} ({budget} tokens): "
+        f"{len(batches)} batches of {min(sizes)} to {max(sizes)} examples"
+    )
+    return DataLoader(dataset, collate_fn=data_collator, batch_sampler=batches)
+
+
+def generate_texts(
+    accelerator: Accelerator,
+    model,
+    dataloader,
+    tokenizer,
+    gen_kwargs: dict,
+    desc: str,
+    order: np.ndarray | None,
+    share_cross_attention: bool = True,
+):
+    """Generate an output text (summary, translation) for every example of `dataloader`, on all processes; return
+    (texts in input order, gen_len). The gathered rows are cut to the dataset's length: `gather_for_metrics` drops
+    the examples repeated to fill the last batch, and token-budget batches put their filler copies last, so each
+    example counts once. `order` says how the dataset was reordered (`order_for_generation`); with
+    `share_cross_attention`, beam search leaves the cross-attention keys/values in place
+    (`BeamSharedCrossAttentionCache`)."""
+    model.eval()
+    generator = accelerator.unwrap_model(model)
+    rows = []
+    for batch in tqdm(dataloader, desc=desc, disable=not accelerator.is_local_main_process):
+        kwargs = with_shared_cross_attention(generator, gen_kwargs) if share_cross_attention else gen_kwargs
+        with torch.no_grad():
+            generated = generator.generate(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
+            )
+        # Processes stop generating at different lengths; pad to one width so the tensors can be gathered.
+        generated = accelerator.pad_across_processes(generated, dim=1, pad_index=tokenizer.pad_token_id)
+        rows.extend(accelerator.gather_for_metrics(generated).cpu().tolist())
+    num_examples = len(dataloader.dataset)
+    token_ids = np.full((len(rows), max((len(row) for row in rows), default=0)), tokenizer.pad_token_id)
+    for index, row in enumerate(rows):
+        token_ids[index, : len(row)] = row
+    return decode_predictions(tokenizer, restore_input_order(token_ids, num_examples, order), num_examples)
+
+
+def write_json(path: str, data: dict) -> None:
+    """Write `data` as sorted, indented JSON to a temp file, then rename it: a killed run never leaves half a file."""
+    with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=4, sort_keys=True)
+        handle.write("\n")
+    os.replace(f"{path}.tmp", path)
+
+
+def save_metrics(output_dir: str, split: str, metrics: dict) -> None:
+    """Write `<split>_results.json` and merge the metrics into `all_results.json` (the Trainer's file names)."""
+    write_json(os.path.join(output_dir, f"{split}_results.json"), metrics)
+    all_path = os.path.join(output_dir, "all_results.json")
+    merged = {}
+    if os.path.isfile(all_path):
+        with open(all_path, encoding="utf-8") as handle:
+            merged = json.load(handle)
+    write_json(all_path, {**merged, **metrics})
+
+
+def open_train_log(path: str, resumed_step: int):
+    """Open train_log.jsonl (one line per optimizer step) for appending. A resumed run keeps the lines up to its
+    checkpoint's step and drops later ones (written after the checkpoint by the interrupted run)."""
+    kept = []
+    if resumed_step and os.path.isfile(path):
+        with open(path, encoding="utf-8") as handle:
+            # A run killed while writing may leave half a last line (no newline yet): it is dropped.
+            kept = [line for line in handle if line.endswith("\n") and json.loads(line)["step"] <= resumed_step]
+    handle = open(path, "w", encoding="utf-8")  # kept open for the whole run; main() closes it
+    handle.writelines(kept)
+    return handle
+
+
+@dataclass
+class TrainingProgress:
+    """Where training stands, saved in every checkpoint (`register_for_checkpointing`) so a resumed run continues
+    with the next batch of the same epoch, the same step count and the same running loss."""
+
+    epoch: int = 0
+    batches_done: int = 0  # batches of `epoch` already trained on
+    completed_steps: int = 0
+    loss_sum: float = 0.0  # sum of the per-step training losses, for the mean train_loss
+
+    def state_dict(self) -> dict:
+        return dict(vars(self))
+
+    def load_state_dict(self, state: dict) -> None:
+        vars(self).update(state)
+
+
+def push_folder(args: argparse.Namespace, repo_id: str, message: str) -> None:
+    """Upload --output_dir (checkpoints excluded) to the Hub repository `repo_id`."""
+    HfApi().upload_folder(
+        repo_id=repo_id,
+        folder_path=args.output_dir,
+        commit_message=message,
+        token=args.hub_token,
+        ignore_patterns=["step_*", "epoch_*", "*.tmp"],
+    )
+
+
+def save_checkpoint(accelerator: Accelerator, output_dir: str, name: str) -> None:
+    """`accelerator.save_state` into `<name>.partial`, renamed to `<name>` once every process has written its part:
+    a run killed while saving leaves no incomplete step_N/epoch_N folder for a resume to pick up."""
+    final = os.path.join(output_dir, name)
+    accelerator.save_state(final + PARTIAL_SUFFIX)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if os.path.isdir(final):  # saved before by the run this one resumed
+            shutil.rmtree(final)
+        os.replace(final + PARTIAL_SUFFIX, final)
+    accelerator.wait_for_everyone()
+
+
+def save_model(accelerator: Accelerator, model, tokenizer, output_dir: str) -> None:
+    """Save the unwrapped model and the tokenizer with `save_pretrained` (written once, by the main process)."""
+    accelerator.wait_for_everyone()
+    accelerator.unwrap_model(model).save_pretrained(
+        output_dir, is_main_process=accelerator.is_main_process, save_function=accelerator.save
+    )
+    if accelerator.is_main_process:
+        tokenizer.save_pretrained(output_dir)
