@@ -202,7 +202,7 @@ def parse_args() -> argparse.Namespace:
     ):
         add_arguments(parser)
     args = parser.parse_args()
-    args.use_fast_tokenizer = not args.use_slow_tokenizer  # the name the copied loaders read
+    args.use_fast_tokenizer = not args.use_slow_tokenizer  # the name the shared model loaders read
     if args.val_max_target_length is None:
         args.val_max_target_length = args.max_target_length
     return args
