@@ -7,9 +7,9 @@ The Keras twin of `examples/pytorch/summarization/run_summarization.py`: the sam
 mBART, Pegasus, Marian, ...), trained with `model.fit` and scored with XLA-compiled generation.
 
 It needs its own environment: later transformers releases have no TensorFlow models, so this script runs on
-transformers 4.57.6 + tensorflow-cpu 2.21 + tf-keras 2.21 (`examples/tensorflow/requirements.txt`; `make .venv-tf/.setup-done`).
-On the tiny offline model (`.venv-tf/bin/python utils/create_tiny_tf_models.py --output_dir .cache/tiny-models-tf`)
-and the shipped sample data:
+transformers 4.57.6 + tensorflow-cpu 2.21 + tf-keras 2.21 (`examples/tensorflow/requirements.txt`;
+`make .venv-tf/.setup-done`). On the tiny offline model
+(`.venv-tf/bin/python utils/create_tiny_tf_models.py --output_dir .cache/tiny-models-tf`) and the shipped sample data:
 
     .venv-tf/bin/python examples/tensorflow/summarization/run_summarization.py \
         --model_name_or_path .cache/tiny-models-tf/t5 --source_prefix "summarize: " \
