@@ -97,8 +97,8 @@ def check_language_code(flag: str, code: str, valid_codes: list[str]) -> None:
 class DataCollatorForSeq2SeqAllowingNoLabels(DataCollatorForSeq2Seq):
     """`DataCollatorForSeq2Seq` that leaves `labels` out for unlabelled data (predicting on texts alone).
 
-    transformers 5's collator returns `labels=None` then, and `Seq2SeqTrainer` takes the key's presence
-    as "has labels" and fails looking for a loss.
+    The parent returns `labels=None` then (in the transformers versions these scripts run on), and a Trainer takes
+    the key's presence as "has labels" and fails looking for a loss.
     """
 
     def __call__(self, features, return_tensors=None):
