@@ -19,6 +19,13 @@ Several GPUs (or two CPU processes): the same arguments after `torchrun --nproc_
 `accelerate launch --num_processes 2`. All arguments can also come from one `.json`/`.yaml` file:
 
     python examples/pytorch/summarization/run_summarization.py examples/pytorch/summarization/demo.yaml
+
+To adapt it, copy this folder and edit this file: the data flags and column defaults (`DataTrainingArguments`;
+known Hub datasets' columns are in `summarization_data.py`), `preprocess_function` in `main()` (what goes in and
+what the model learns to write) and the metric (`make_compute_metrics` and the predict stage call
+`compute_rouge` from `rouge_scoring.py`). The sibling modules hold the machinery: `seq2seq_checks.py` (errors,
+output-dir safety), `seq2seq_data.py` (loading, predictions), `seq2seq_setup.py` (model, logging, run checks),
+`trainer_speedups.py` (the Trainer subclass and its speed options).
 """
 
 import logging
