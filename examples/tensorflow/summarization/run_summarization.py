@@ -246,7 +246,9 @@ def validate_args(
 ) -> str | None:
     """Check every flag and input file before anything is loaded; return a checkpoint to resume from, or None.
 
-    Raises UsageError with the flag, the problem and the fix.
+    The data checks are here (the task's own inputs: edit them with the data flags); the run settings (lengths,
+    sample caps, launch, Hub, resume) are checked by `check_keras_run_args`, and the --output_dir guard is
+    `check_output_dir`. Raises UsageError with the flag, the problem and the fix.
     """
     if data_args.dataset_name is None and not (
         data_args.train_file or data_args.validation_file or data_args.test_file
