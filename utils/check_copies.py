@@ -279,11 +279,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fix", action="store_true", help="rewrite drifted copies from their originals")
     parser.add_argument("--repo_root", type=Path, default=Path(__file__).resolve().parents[1], help="repo to scan")
     parser.add_argument("--full_copy", action="append", default=[], metavar="COPY=ORIGINAL", help="add a full copy")
+    parser.add_argument(
+        "--without_listed_full_copies",
+        action="store_true",
+        help="check only the --full_copy pairs given, not this repo's FULL_COPIES (for another tree, e.g. a test's)",
+    )
     args = parser.parse_args(argv)
     if any("=" not in item for item in args.full_copy):
         parser.error("--full_copy takes COPY=ORIGINAL (paths relative to the repo root)")
     root = args.repo_root.resolve()
-    full_copies = {**FULL_COPIES, **dict(item.split("=", 1) for item in args.full_copy)}
+    listed = {} if args.without_listed_full_copies else FULL_COPIES
+    full_copies = {**listed, **dict(item.split("=", 1) for item in args.full_copy)}
     fixed = []
     try:
         count, files, errors, drifted = scan(root, full_copies)

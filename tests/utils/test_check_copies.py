@@ -77,7 +77,7 @@ translation_name_mapping = {{
 
 def run_checker(root: Path, *args: str) -> subprocess.CompletedProcess:
     """Run the checker on `root` and return the finished process (stdout and stderr as text)."""
-    command = [sys.executable, str(SCRIPT), "--repo_root", str(root), *args]
+    command = [sys.executable, str(SCRIPT), "--repo_root", str(root), "--without_listed_full_copies", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=60)
 
 
@@ -282,3 +282,13 @@ def test_real_repo_is_in_sync():
     result = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, output(result)
     assert result.stdout.strip().endswith("files: all in sync")
+
+
+def test_the_listed_full_copies_are_checked_unless_told_otherwise(repo: Path):
+    # Without --without_listed_full_copies the repo's FULL_COPIES apply: the mini-repo lacks their originals.
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--repo_root", str(repo)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    original = "examples/pytorch/summarization/seq2seq_checks.py"
+    assert f"full copy of {original}: the original does not exist" in result.stderr
