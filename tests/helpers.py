@@ -1,10 +1,13 @@
 """What every example test uses: run a script as a user would, and read what it wrote."""
 
+import atexit
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +26,18 @@ TEST_ENV = {
     "CI": "true",
 }
 
+# Hugging Face homes (datasets cache, hub cache, tokens) under one folder per test process, removed when it ends:
+# run_example gives every run a fresh one, and TEST_ENV (for tests that start processes themselves) the process's
+# own. A test never reads what another test cached, and nothing touches the user's ~/.cache/huggingface.
+_HF_HOMES = tempfile.mkdtemp(prefix="seq2seq-tests-hf-home-")
+atexit.register(shutil.rmtree, _HF_HOMES, ignore_errors=True)
+TEST_ENV["HF_HOME"] = os.path.join(_HF_HOMES, "shared")
+
+
+def fresh_hf_home() -> str:
+    """A new, empty HF_HOME folder for one run."""
+    return tempfile.mkdtemp(dir=_HF_HOMES)
+
 
 def run_example(
     args: list[str],
@@ -34,12 +49,12 @@ def run_example(
     cwd=REPO_ROOT,
 ) -> subprocess.CompletedProcess:
     """Run `python <args...>` (or `<launcher...> <args...>`, e.g. torchrun) from `cwd` (default: the repo root),
-    offline; on unexpected failure, show the end of stderr."""
+    offline, with a fresh HF_HOME (unless `env` sets one); on unexpected failure, show the end of stderr."""
     command = [str(part) for part in (launcher or [sys.executable])] + [str(arg) for arg in args]
     result = subprocess.run(
         command,
         cwd=cwd,
-        env={**os.environ, **TEST_ENV, **(env or {})},
+        env={**os.environ, **TEST_ENV, "HF_HOME": fresh_hf_home(), **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
