@@ -525,6 +525,11 @@ def main(argv: list[str]) -> None:
         write_json_atomically(os.path.join(training_args.output_dir, "teacher_vs_student.json"), rows)
         print_table(rows)
         logger.info(json.dumps(rows))
+    # Every process waits for the others, then closes the process group of a multi-process launch: a process that
+    # exits while another one still runs can abort in gloo's threads ("terminate called without an active
+    # exception") after all work is done.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
 
 
 if __name__ == "__main__":

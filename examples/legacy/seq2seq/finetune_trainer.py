@@ -408,6 +408,11 @@ def main(argv: list[str]) -> None:
     if trainer.is_world_process_zero():
         written = ", ".join(sorted(os.listdir(training_args.output_dir)))
         logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: {written}")
+    # Every process waits for the others, then closes the process group of a multi-process launch: a process that
+    # exits while another one still runs can abort in gloo's threads ("terminate called without an active
+    # exception") after all work is done.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
 
 
 def _mp_fn(index: int) -> None:

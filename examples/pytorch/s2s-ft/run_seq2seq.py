@@ -394,6 +394,11 @@ def main() -> None:
     save_trainer_state(trainer)
     if trainer.is_world_process_zero():
         logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: decode with decode_seq2seq.py")
+    # Every process waits for the others, then closes the process group of a multi-process launch: a process that
+    # exits while another one still runs can abort in gloo's threads ("terminate called without an active
+    # exception") after all work is done.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
 
 
 if __name__ == "__main__":

@@ -639,6 +639,11 @@ def main() -> None:
     if trainer.is_world_process_zero():
         written = sorted(os.listdir(training_args.output_dir)) if os.path.isdir(training_args.output_dir) else []
         logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: {', '.join(written)}")
+    # Every process waits for the others, then closes the process group of a multi-process launch: a process that
+    # exits while another one still runs can abort in gloo's threads ("terminate called without an active
+    # exception") after all work is done.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
 
 
 def _mp_fn(index: int) -> None:
