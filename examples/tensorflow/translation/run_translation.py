@@ -253,7 +253,7 @@ class DataTrainingArguments:
             self.target_column = self.target_lang.split("_")[0]
 
 
-# Copied from examples.tensorflow.summarization.run_summarization.SummarizationTrainingArguments with Summarization->Translation
+# Copied from examples.tensorflow.summarization.run_summarization.SummarizationTrainingArguments with Summarization->Translation, summaries->translations, ROUGE->BLEU and chrF
 @dataclass
 class TranslationTrainingArguments(TFTrainingArguments):
     """`TFTrainingArguments` plus the generation settings of `Seq2SeqTrainingArguments` and the XLA switch."""
@@ -262,7 +262,7 @@ class TranslationTrainingArguments(TFTrainingArguments):
         default=True,
         metadata={
             "help": (
-                "Generate summaries in eval/predict and score them with ROUGE (on by default, as the upstream "
+                "Generate translations in eval/predict and score them with BLEU and chrF (on by default, as the upstream "
                 "Keras script always did; --predict_with_generate False reports only the loss)."
             )
         },
