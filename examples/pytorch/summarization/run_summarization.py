@@ -393,7 +393,9 @@ def main() -> None:
         raise UsageError(
             f"the model config has no decoder_start_token_id; set it in {model_args.model_name_or_path}/config.json"
         )
-    fit_position_embeddings(model, model_args, data_args)
+    data_args.max_source_length = fit_position_embeddings(
+        model, data_args.max_source_length, model_args.resize_position_embeddings
+    )
     if config.model_type == "t5" and not data_args.source_prefix:
         logger.warning("T5 models were trained with task prefixes: pass --source_prefix 'summarize: '")
     if training_args.label_smoothing_factor > 0 and not hasattr(model, "prepare_decoder_input_ids_from_labels"):

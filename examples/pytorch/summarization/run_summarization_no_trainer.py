@@ -289,7 +289,7 @@ def main() -> None:
 
     # Load the data and check its columns (the main process first; the others then read its cache).
     with accelerator.main_process_first():
-        raw_datasets = load_raw_datasets(args, args)
+        raw_datasets = load_raw_datasets(model_args=args, data_args=args)
     for split in ["train", "test"] if args.do_predict else ["train"]:
         if split not in raw_datasets:
             raise UsageError(
@@ -314,7 +314,7 @@ def main() -> None:
         raise UsageError(
             f"the model config has no decoder_start_token_id; set it in {args.model_name_or_path}/config.json"
         )
-    fit_position_embeddings(model, args, args)
+    args.max_source_length = fit_position_embeddings(model, args.max_source_length, args.resize_position_embeddings)
     if config.model_type == "t5" and not args.source_prefix:
         logger.warning("T5 models were trained with task prefixes: pass --source_prefix 'summarize: '")
 

@@ -456,7 +456,9 @@ def main() -> None:
         raise UsageError(
             f"the model config has no decoder_start_token_id; set it in {model_args.model_name_or_path}/config.json"
         )
-    fit_position_embeddings(model, model_args, data_args)
+    data_args.max_source_length = fit_position_embeddings(
+        model, data_args.max_source_length, model_args.resize_position_embeddings
+    )
     if config.model_type == "t5" and not data_args.source_prefix:
         source_name = T5_LANGUAGE_NAMES.get(source_key, source_key)
         target_name = T5_LANGUAGE_NAMES.get(target_key, target_key)

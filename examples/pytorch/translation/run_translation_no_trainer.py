@@ -370,7 +370,7 @@ def main() -> None:
 
     # Load the data and check that it holds both languages (the main process first; the others read its cache).
     with accelerator.main_process_first():
-        raw_datasets = load_translation_datasets(args, args)
+        raw_datasets = load_translation_datasets(model_args=args, data_args=args)
     for split in ["train", "test"] if args.do_predict else ["train"]:
         if split not in raw_datasets:
             raise UsageError(
@@ -396,7 +396,7 @@ def main() -> None:
         raise UsageError(
             f"the model config has no decoder_start_token_id; set it in {args.model_name_or_path}/config.json"
         )
-    fit_position_embeddings(model, args, args)
+    args.max_source_length = fit_position_embeddings(model, args.max_source_length, args.resize_position_embeddings)
     if config.model_type == "t5" and not args.source_prefix:
         source_name = T5_LANGUAGE_NAMES.get(source_key, source_key)
         target_name = T5_LANGUAGE_NAMES.get(target_key, target_key)

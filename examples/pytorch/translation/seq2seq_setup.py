@@ -60,15 +60,18 @@ def cpu_has_native_bf16() -> bool | None:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def fit_position_embeddings(model, model_args, data_args) -> None:
-    """Make the model accept --max_source_length tokens: resize its position embeddings, or (when it cannot
-    and no resize was asked for) lower --max_source_length to its limit; raise UsageError naming both fixes."""
+def fit_position_embeddings(model, max_source_length: int, resize: bool | None) -> int:
+    """Make the model accept `max_source_length` tokens; return the --max_source_length to use.
+
+    Resizes the position embeddings when the model has fewer; when it cannot and no resize was asked for
+    (`resize` is --resize_position_embeddings: None = warn and resize, True = resize, False = error), returns the
+    model's limit instead. Raises UsageError naming both fixes.
+    """
     max_positions = getattr(model.config, "max_position_embeddings", None)
-    max_source_length = data_args.max_source_length
     if max_positions is None or max_positions >= max_source_length:
-        return
+        return max_source_length
     fixes = f"pass --max_source_length {max_positions} or less"
-    if model_args.resize_position_embeddings is False:
+    if resize is False:
         raise UsageError(
             f"--max_source_length {max_source_length} exceeds the model's {max_positions} position embeddings; "
             f"{fixes}, or drop --resize_position_embeddings False to resize them"
@@ -76,8 +79,9 @@ def fit_position_embeddings(model, model_args, data_args) -> None:
     try:
         model.resize_position_embeddings(max_source_length)
         logger.warning(f"resized the position embeddings from {max_positions} to {max_source_length}")
+        return max_source_length
     except NotImplementedError as error:
-        if model_args.resize_position_embeddings:
+        if resize:
             raise UsageError(
                 f"--resize_position_embeddings: {model.config.model_type} position embeddings cannot be resized; "
                 f"{fixes}"
@@ -86,7 +90,7 @@ def fit_position_embeddings(model, model_args, data_args) -> None:
             f"--max_source_length {max_source_length} lowered to {max_positions}, the number of position "
             f"embeddings of this {model.config.model_type} model (which cannot be resized)"
         )
-        data_args.max_source_length = max_positions
+        return max_positions
 
 
 def load_model_and_tokenizer(model_args):
