@@ -15,6 +15,8 @@ from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
 from seq2seq_checks import (
     UsageError,
+    check_flag_values,
+    check_integrations,
     check_model_reachable,
     is_offline_mode,
     last_complete_checkpoint,
@@ -130,12 +132,8 @@ def check_trainer_run_args(model_args, data_args, training_args) -> None:
     """The Trainer scripts' checks of everything but the data files: lengths, sample caps, the speed options, bf16,
     the launch, Hub access and --resume_from_checkpoint (which it resolves to a folder); raise UsageError naming
     the fix."""
-    for name in ("max_source_length", "max_target_length", "val_max_target_length"):
-        if getattr(data_args, name) < 1:
-            raise UsageError(f"--{name} must be a positive number of tokens, got {getattr(data_args, name)}")
-    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples", "num_beams"):
-        if getattr(data_args, name) is not None and getattr(data_args, name) < 1:
-            raise UsageError(f"--{name} must be at least 1, got {getattr(data_args, name)} (leave it out for all)")
+    check_flag_values(data_args, training_args, model_args)
+    check_integrations("--report_to", training_args.report_to)
     if (training_args.do_eval or training_args.do_predict) and not training_args.predict_with_generate:
         logger.warning("without --predict_with_generate, eval/predict report only the loss, no generation metrics")
     if training_args.train_max_tokens_per_batch is not None and training_args.train_max_tokens_per_batch < 1:
@@ -166,12 +164,6 @@ def check_trainer_run_args(model_args, data_args, training_args) -> None:
     if training_args.push_to_hub and is_offline_mode():
         raise UsageError(
             "--push_to_hub needs the network, but HF_HUB_OFFLINE=1 is set; unset it or drop --push_to_hub"
-        )
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > 1 and training_args.world_size == 1:
-        raise UsageError(
-            f"launched as {launched} processes (WORLD_SIZE={launched}), but they are not connected: each would "
-            "train alone and write the same --output_dir; without GPUs, pass --use_cpu (or set ACCELERATE_USE_CPU=true)"
         )
     check_model_reachable("--model_name_or_path", model_args.model_name_or_path)
     check_model_reachable("--config_name", model_args.config_name)

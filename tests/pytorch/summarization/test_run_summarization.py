@@ -487,14 +487,20 @@ def test_two_processes_with_torchrun_match_one_process(tiny_models, tmp_path):
     }
 
 
-def test_unconnected_processes_are_refused(tiny_models, tmp_path):
+def test_torchrun_without_gpus_connects_the_processes_over_gloo(tiny_models, tmp_path):
+    # No --use_cpu: on a machine without GPUs the two processes are connected on the CPU by themselves.
     torchrun = [Path(sys.executable).parent / "torchrun", "--nproc_per_node", 2]
-    args = [SCRIPT, "--model_name_or_path", tiny_models / "t5", "--train_file", XSUM, "--do_train"]
-    result = run_example([*args, "--output_dir", tmp_path / "out"], launcher=torchrun, expect_success=False)
-    assert result.returncode != 0
-    assert "error: launched as 2 processes (WORLD_SIZE=2), but they are not connected" in result.stderr
-    assert "pass --use_cpu" in result.stderr
-    assert not (tmp_path / "out").exists()
+    args = [
+        SCRIPT, "--model_name_or_path", tiny_models / "t5", "--train_file", XSUM, "--do_train", "--max_steps", 2,
+        "--per_device_train_batch_size", 2, "--max_source_length", 64, "--source_prefix", "summarize: ",
+    ]  # fmt: skip
+    result = run_example([*args, "--output_dir", tmp_path / "out"], launcher=torchrun)
+    assert "2 processes and no GPU: connecting them on the CPU over gloo" in result.stderr
+    # One run of 2 steps with a total batch of 4 (2 per process), not two separate runs.
+    state = read_json(tmp_path / "out" / "trainer_state.json")
+    assert state["global_step"] == 2 and state["train_batch_size"] == 2
+    assert read_json(tmp_path / "out" / "train_results.json")["train_samples"] == 4
+    assert "world size: 2" in result.stdout + result.stderr
 
 
 def model_weights(folder) -> dict:
