@@ -37,14 +37,17 @@ from transformers import HfArgumentParser, Seq2SeqTrainingArguments, default_dat
 
 from rouge_scoring import check_sentence_splitter, compute_rouge
 from seq2seq_checks import (
+    BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
     UsageError,
     check_data_file,
+    check_different,
     check_output_dir,
     parse_args_or_file,
     remove_previous_run,
     run_cli,
     save_results,
+    save_run_arguments,
     save_trainer_state,
 )
 from seq2seq_data import (
@@ -54,7 +57,13 @@ from seq2seq_data import (
     load_raw_datasets,
     write_predictions,
 )
-from seq2seq_setup import check_trainer_run_args, fit_position_embeddings, load_model_and_tokenizer, setup_logging
+from seq2seq_setup import (
+    check_trainer_run_args,
+    describe_trainer_run,
+    fit_position_embeddings,
+    load_model_and_tokenizer,
+    setup_logging,
+)
 from summarization_data import drop_empty_examples, resolve_columns, set_up_language_codes
 from trainer_speedups import Seq2SeqTrainerWithSpeedups, order_for_generation, restore_input_order
 
@@ -320,6 +329,13 @@ def validate_args(
             and not getattr(data_args, f"{split}_file")
         ):
             raise UsageError(f"--{action} needs data: pass {DATA_FILE_FLAGS[split]} (or --dataset_name)")
+    check_different(
+        "--text_column",
+        data_args.text_column,
+        "--summary_column",
+        data_args.summary_column,
+        "the model would learn to copy its input",
+    )
     check_trainer_run_args(model_args, data_args, training_args)
     return check_output_dir(training_args)
 
@@ -349,12 +365,7 @@ def main() -> None:
         return
     if training_args.predict_with_generate and (training_args.do_eval or training_args.do_predict):
         check_sentence_splitter()
-    precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
-    logger.warning(
-        f"Process rank: {training_args.process_index}, device: {training_args.device}, "
-        f"world size: {training_args.world_size}, precision: {precision}"
-    )
-    logger.info(f"Training/evaluation parameters {training_args}")
+    logger.debug(f"Training/evaluation parameters {training_args}")  # all of them: run_arguments.json
     if training_args.device.type == "cpu":
         training_args.dataloader_pin_memory = False  # pinning only helps copies to an accelerator
     if training_args.overwrite_output_dir and training_args.should_save:
@@ -527,6 +538,8 @@ def main() -> None:
         data_collator=data_collator,
         compute_metrics=metrics_for(training_eval[1], training_eval[2]),
     )
+    save_run_arguments(training_args.output_dir, model_args, data_args, training_args)
+    logger.info(describe_trainer_run(trainer, train_dataset, eval_dataset, predict_dataset))
 
     # Train.
     if training_args.do_train:
@@ -583,7 +596,7 @@ def main() -> None:
     elif training_args.do_train:
         trainer.create_model_card(**card)
     if trainer.is_world_process_zero():
-        written = sorted(os.listdir(training_args.output_dir)) if os.path.isdir(training_args.output_dir) else []
+        written = sorted(set(os.listdir(training_args.output_dir)) - set(BOOKKEEPING_FILES))
         logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: {', '.join(written)}")
     # Every process waits for the others, then closes the process group of a multi-process launch: a process that
     # exits while another one still runs can abort in gloo's threads ("terminate called without an active

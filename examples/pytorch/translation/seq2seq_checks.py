@@ -483,7 +483,25 @@ def atomic_write(path: str, mode: str = "w"):
 def write_json_atomically(path: str, data: dict) -> None:
     """Write `data` as JSON through a temporary file and a rename (see `atomic_write`)."""
     with atomic_write(path) as handle:
-        json.dump(_finite_or_none(data), handle, indent=4, sort_keys=True, allow_nan=False)
+        json.dump(_finite_or_none(data), handle, indent=4, sort_keys=True, allow_nan=False, default=str)
+
+
+SECRET_ARGUMENTS = ("token", "hub_token", "push_to_hub_token", "hub_private_repo_token")
+
+
+def save_run_arguments(output_dir: str, *argument_groups) -> None:
+    """Write every argument of this run (dataclasses or argparse namespaces, by group) to
+    `output_dir/run_arguments.json`, secrets masked: the full record, kept out of the console log. Main process."""
+    if not is_main_launch_process():
+        return
+    record = {}
+    for group in argument_groups:
+        values = group.to_dict() if hasattr(group, "to_dict") else dict(vars(group))
+        record[type(group).__name__] = {
+            key: "<secret>" if key in SECRET_ARGUMENTS and value else value for key, value in sorted(values.items())
+        }
+    os.makedirs(output_dir, exist_ok=True)
+    write_json_atomically(os.path.join(output_dir, ARGUMENTS_FILE), record)
 
 
 def _finite_or_none(value):

@@ -9,6 +9,7 @@ import os
 import sys
 
 import datasets
+import numpy as np
 import torch
 import transformers
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
@@ -27,23 +28,59 @@ from trainer_speedups import check_eval_max_tokens
 logger = logging.getLogger(__name__)
 
 
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+LOG_LEVELS["critical"] = logging.CRITICAL
+
+
 def setup_logging(training_args) -> None:
-    """HF's log format on stdout; info on the main process, warnings only on the others."""
+    """HF's log format on stdout. On the main process our own lines (the script and its sibling modules) at info
+    and the libraries' at warning: their info lines are config dumps, cache notices and adverts. --log_level
+    info/debug lets the libraries speak too; other processes log warnings (--log_level_replica)."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
         handlers=[logging.StreamHandler(sys.stdout)],
     )
-    if training_args.should_log:
-        transformers.utils.logging.set_verbosity_info()
-    log_level = training_args.get_process_log_level()
-    set_sibling_log_level(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    requested = training_args.log_level if training_args.should_log else training_args.log_level_replica
+    if requested in LOG_LEVELS:
+        ours = libraries = LOG_LEVELS[requested]
+    else:  # "passive": our defaults
+        ours, libraries = (logging.INFO, logging.WARNING) if training_args.should_log else (logging.WARNING,) * 2
+    set_sibling_log_level(ours)
+    datasets.utils.logging.set_verbosity(libraries)
+    transformers.utils.logging.set_verbosity(libraries)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
-    # With CI=true in the environment transformers also passes its records to the root handler: each line twice.
+    # datasets and (with CI=true in the environment) transformers also pass their records to the root handler:
+    # each line twice.
     transformers.utils.logging.disable_propagation()
+    datasets.utils.logging.disable_propagation()
+
+
+def describe_trainer_run(trainer, train_dataset=None, eval_dataset=None, predict_dataset=None) -> str:
+    """One line with the settings users most often get wrong: examples per split, the batch each optimizer step
+    sees (per device x processes x accumulation), the number of steps, precision, device and world size."""
+    args = trainer.args
+    parts = []
+    if train_dataset is not None:
+        batches = len(trainer.get_train_dataloader())  # per process, whatever sampler sizes the batches
+        steps_per_epoch = max(batches // args.gradient_accumulation_steps, 1)
+        steps = args.max_steps if args.max_steps > 0 else int(np.ceil(args.num_train_epochs * steps_per_epoch))
+        batch = (
+            f"token budget {args.train_max_tokens_per_batch} per device"
+            if getattr(args, "train_max_tokens_per_batch", None)
+            else f"{args.per_device_train_batch_size * args.world_size * args.gradient_accumulation_steps} examples "
+            f"({args.per_device_train_batch_size} per device x {args.world_size} processes x "
+            f"{args.gradient_accumulation_steps} accumulation)"
+        )
+        parts.append(f"training on {len(train_dataset)} examples: {steps} steps of {batch}")
+    if eval_dataset is not None:
+        parts.append(f"evaluating on {len(eval_dataset)}")
+    if predict_dataset is not None:
+        parts.append(f"predicting {len(predict_dataset)}")
+    precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    parts.append(f"{precision} on {args.device.type}, world size: {args.world_size}")
+    return "Run: " + "; ".join(parts)
 
 
 def cpu_has_native_bf16() -> bool | None:
