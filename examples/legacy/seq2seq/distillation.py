@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 import datasets
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoModelForSeq2SeqLM
 from transformers.modeling_outputs import BaseModelOutput
 
 import run_eval
@@ -47,7 +47,7 @@ from finetune_trainer import (
     trainer_kwargs,
 )
 from make_student import create_student_by_copying_alternating_layers, get_layers_to_supervise, pick_layers_to_copy
-from seq2seq_checks import write_json_atomically
+from seq2seq_checks import atomic_write, check_data_file, check_different, write_json_atomically
 from seq2seq_trainer import (
     LegacySeq2SeqTrainer,
     LegacySeq2SeqTrainingArguments,
@@ -56,7 +56,7 @@ from seq2seq_trainer import (
     count_parameters,
     write_run_info,
 )
-from utils import UsageError, run_cli
+from utils import UsageError, check_seq2seq_model, load_seq2seq_model, load_tokenizer, run_cli
 
 logger = logging.getLogger(__name__)
 
@@ -295,37 +295,70 @@ def column_value(record: dict, column: str):
     return value
 
 
+def read_pairs(path: str, data_args: DistillationDataArguments) -> list[tuple[str, str]]:
+    """The (source, target) texts of a .json/.jsonl/.csv file; raise UsageError naming the file and row of a
+    missing or null field."""
+    dataset = datasets.load_dataset("csv" if path.lower().endswith(".csv") else "json", data_files=path, split="train")
+    pairs = []
+    for row, record in enumerate(dataset):
+        try:
+            pair = (column_value(record, data_args.source_column), column_value(record, data_args.target_column))
+        except (KeyError, TypeError):
+            raise UsageError(
+                f"{path} row {row + 1} has no '{data_args.source_column}' / '{data_args.target_column}' "
+                f"(columns: {', '.join(dataset.column_names)}); pass --source_column/--target_column"
+            ) from None
+        for column, value in zip((data_args.source_column, data_args.target_column), pair, strict=True):
+            if not isinstance(value, str) or not value.strip():
+                raise UsageError(f"{path} row {row + 1}: '{column}' is {value!r}, not a text; fix or drop that row")
+        pairs.append(pair)
+    return pairs
+
+
 def write_files_as_folder(data_args: DistillationDataArguments, folder: str) -> None:
     """Write --train_file/--validation_file/--test_file as `{train,val,test}.{source,target}` in `folder`
-    (newlines inside a text become spaces: one example per line)."""
+    (newlines inside a text become spaces: one example per line). Every file is checked (and read) first."""
+    files = {"train": data_args.train_file, "val": data_args.validation_file, "test": data_args.test_file}
+    flags = {"train": "--train_file", "val": "--validation_file", "test": "--test_file"}
+    for split, path in files.items():
+        if path is not None:
+            check_data_file(flags[split], path)
+            if path.lower().endswith(".tsv"):
+                raise UsageError(f"{flags[split]} {path}: use a .json, .jsonl or .csv file (or a --data_dir)")
+    pairs = {split: read_pairs(path, data_args) for split, path in files.items() if path is not None}
     os.makedirs(folder, exist_ok=True)
-    for split, path in (
-        ("train", data_args.train_file),
-        ("val", data_args.validation_file),
-        ("test", data_args.test_file),
-    ):
-        if path is None:
-            continue
-        if not os.path.isfile(path) or os.path.getsize(path) == 0:
-            raise UsageError(f"{path}: no such file, or it is empty")
-        extension = os.path.splitext(path)[1].lower()
-        if extension not in (".json", ".jsonl", ".csv"):
-            raise UsageError(f"{path}: use a .json, .jsonl or .csv file (or a --data_dir of .source/.target files)")
-        dataset = datasets.load_dataset("csv" if extension == ".csv" else "json", data_files=path, split="train")
-        pairs = []
-        for row, record in enumerate(dataset):
-            try:
-                pairs.append(
-                    (column_value(record, data_args.source_column), column_value(record, data_args.target_column))
-                )
-            except (KeyError, TypeError):
-                raise UsageError(
-                    f"{path} row {row + 1} has no '{data_args.source_column}' / '{data_args.target_column}' "
-                    f"(columns: {', '.join(dataset.column_names)}); pass --source_column/--target_column"
-                ) from None
-        for side, texts in (("source", [p[0] for p in pairs]), ("target", [p[1] for p in pairs])):
-            with open(os.path.join(folder, f"{split}.{side}"), "w", encoding="utf-8") as handle:
+    for split, split_pairs in pairs.items():
+        for side, texts in (("source", [p[0] for p in split_pairs]), ("target", [p[1] for p in split_pairs])):
+            with atomic_write(os.path.join(folder, f"{split}.{side}")) as handle:
                 handle.writelines(" ".join(str(text).split()) + "\n" for text in texts)
+
+
+def check_models(model_args: DistillationModelArguments) -> None:
+    """Raise UsageError, before any weights load, for a teacher that is no encoder-decoder, or a --student of
+    another family than the teacher (KD compares their logits token by token, so they need one tokenizer, and
+    the hidden-state terms need the same layer layout)."""
+    teacher = check_seq2seq_model("--teacher", model_args.teacher)
+    if model_args.student is not None:
+        check_different(
+            "--teacher",
+            os.path.abspath(model_args.teacher),
+            "--student",
+            os.path.abspath(model_args.student),
+            "distilling a model into itself trains nothing smaller",
+        )
+        student = check_seq2seq_model("--student", model_args.student)
+        if student.model_type != teacher.model_type or student.vocab_size != teacher.vocab_size:
+            raise UsageError(
+                f"--student {model_args.student} is a {student.model_type} model (vocabulary {student.vocab_size}) "
+                f"but --teacher {model_args.teacher} is a {teacher.model_type} model (vocabulary {teacher.vocab_size}); "
+                "distillation needs a student of the teacher's family: make one with make_student.py, or drop --student"
+            )
+    for flag, value in (
+        ("--student_encoder_layers", model_args.student_encoder_layers),
+        ("--student_decoder_layers", model_args.student_decoder_layers),
+    ):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} {value}: a student stack needs at least 1 layer")
 
 
 def validate_args(model_args, distill_args, data_args, training_args) -> str | None:
@@ -338,6 +371,7 @@ def validate_args(model_args, distill_args, data_args, training_args) -> str | N
     if not model_args.no_teacher and distill_args.alpha_ce == distill_args.alpha_mlm == distill_args.alpha_hid == 0:
         raise UsageError("every loss weight is 0: set --alpha_ce/--alpha_mlm/--alpha_hid (or use --no_teacher)")
     check_common_args(data_args, training_args)
+    check_models(model_args)
     files = (data_args.train_file, data_args.validation_file, data_args.test_file)
     if data_args.data_dir is None and not any(files):
         raise UsageError(
@@ -356,20 +390,15 @@ def validate_args(model_args, distill_args, data_args, training_args) -> str | N
 def load_teacher_and_student(model_args, distill_args, training_args):
     """The teacher (frozen, eval), the student (made from it unless --student; saved to OUTPUT_DIR/student) and
     the tokenizer (the teacher's)."""
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(model_args.teacher, cache_dir=model_args.cache_dir)
-        teacher = AutoModelForSeq2SeqLM.from_pretrained(model_args.teacher, cache_dir=model_args.cache_dir)
-        student_dir = os.path.join(training_args.output_dir, "student")
-        if model_args.student is not None:
-            student = AutoModelForSeq2SeqLM.from_pretrained(model_args.student, cache_dir=model_args.cache_dir)
-        elif os.path.isfile(os.path.join(student_dir, "config.json")):  # a resumed run: the same student
-            student = AutoModelForSeq2SeqLM.from_pretrained(student_dir)
-        else:
-            student = None
-    except OSError as error:
-        raise UsageError(
-            f"could not load a model: {str(error).splitlines()[0]} (pass folders saved with save_pretrained)"
-        ) from error
+    tokenizer = load_tokenizer("--teacher", model_args.teacher, cache_dir=model_args.cache_dir)
+    teacher = load_seq2seq_model("--teacher", model_args.teacher, cache_dir=model_args.cache_dir)
+    student_dir = os.path.join(training_args.output_dir, "student")
+    if model_args.student is not None:
+        student = load_seq2seq_model("--student", model_args.student, cache_dir=model_args.cache_dir)
+    elif os.path.isfile(os.path.join(student_dir, "config.json")):  # a resumed run: the same student
+        student = load_seq2seq_model("--output_dir", student_dir)
+    else:
+        student = None
     if student is None:
         student, _, _ = create_student_by_copying_alternating_layers(
             teacher,
@@ -419,8 +448,10 @@ def compare_teacher_and_student(teacher_path: str, student_path: str, data_args,
     rows = []
     # Warm-up (first-call allocations and kernel choices), so neither model pays them inside its timing.
     warm = os.path.join(folder, "warmup.txt")
+    # --overwrite: compare/ belongs to this run (its --output_dir is locked); a rerun there replaces its tables.
     run_eval.main(
         [teacher_path, os.path.join(data_args.data_dir, "test.source"), warm, "--n_obs", "2", "--max_length", "4"]
+        + ["--overwrite"]
     )
     os.remove(warm)
     for name, path in (("teacher", teacher_path), ("student", student_path)):
@@ -444,6 +475,7 @@ def compare_teacher_and_student(teacher_path: str, student_path: str, data_args,
             str(data_args.test_max_target_length),
             "--device",
             str(training_args.device),
+            "--overwrite",
         ]
         if data_args.prefix is not None:
             argv += ["--prefix", data_args.prefix]

@@ -21,6 +21,7 @@ from pathlib import Path
 import datasets
 from huggingface_hub.constants import HF_HUB_OFFLINE
 
+from seq2seq_checks import atomic_write, check_different, check_utf8, one_line_errors
 from utils import UsageError, run_cli
 
 logger = logging.getLogger(__name__)
@@ -36,11 +37,16 @@ def load_translation_dataset(dataset: str, config_name: str | None) -> "datasets
     """
     try:
         if os.path.isdir(dataset):
+            for path in sorted(Path(dataset).iterdir()):
+                if path.suffix in (".json", ".jsonl", ".csv"):
+                    check_utf8("--dataset", str(path))
             return datasets.load_dataset(dataset)
         if os.path.isfile(dataset):
             builder = LOCAL_BUILDERS.get(Path(dataset).suffix)
             if builder is None:
                 raise UsageError(f"{dataset}: unknown file type; use one of {', '.join(LOCAL_BUILDERS)}")
+            if builder != "parquet":
+                check_utf8("--dataset", dataset)
             return datasets.load_dataset(builder, data_files=dataset)
         return datasets.load_dataset(dataset, config_name)
     except UsageError:
@@ -56,15 +62,20 @@ def load_translation_dataset(dataset: str, config_name: str | None) -> "datasets
 
 
 def write_split(split, save_dir: Path, name: str, src_lang: str, tgt_lang: str) -> int:
-    """Write one split's `{name}.source` / `{name}.target`; returns how many texts had line breaks."""
+    """Write one split's `{name}.source` / `{name}.target` (each through a temporary file and a rename); returns
+    how many texts had line breaks."""
     n_joined = 0
     with (
-        open(save_dir / f"{name}.source", "w", encoding="utf-8") as src,
-        open(save_dir / f"{name}.target", "w", encoding="utf-8") as tgt,
+        atomic_write(str(save_dir / f"{name}.source")) as src,
+        atomic_write(str(save_dir / f"{name}.target")) as tgt,
     ):
         for record in split["translation"]:
             for lang, handle in ((src_lang, src), (tgt_lang, tgt)):
                 text = record[lang]
+                if not isinstance(text, str):
+                    raise UsageError(
+                        f"a {lang} text of the {name} split is {text!r}, not a string; fix or drop that record"
+                    )
                 one_line = " ".join(text.splitlines())  # every kind of line break, as str.splitlines sees them
                 n_joined += one_line != text
                 handle.write(one_line + "\n")
@@ -80,9 +91,15 @@ def main(argv: list[str]) -> None:
         "--config_name", default=None, help="Hub dataset config; default {src_lang}-{tgt_lang} (unused for local data)"
     )
     parser.add_argument("--save_dir", default=None, help="output folder; default <dataset>-<src_lang>-<tgt_lang>")
+    one_line_errors(parser)
     args = parser.parse_args(argv)
+    check_different(
+        "--src_lang", args.src_lang, "--tgt_lang", args.tgt_lang, "the .source and .target would be the same"
+    )
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
     save_dir = Path(args.save_dir or f"{Path(args.dataset).name}-{args.src_lang}-{args.tgt_lang}")
+    if save_dir.is_file():
+        raise UsageError(f"--save_dir {save_dir} is a file; pass a new folder")
     if save_dir.is_dir() and any(save_dir.glob("*.source")):
         raise UsageError(f"{save_dir} already holds .source files; pass a new --save_dir or remove them")
 

@@ -20,9 +20,19 @@ from typing import Any
 
 import numpy as np
 import transformers
-from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer, HfArgumentParser, set_seed
+from safetensors import SafetensorError
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, HfArgumentParser, set_seed
 
-from seq2seq_checks import save_results
+from seq2seq_checks import (
+    check_flag_values,
+    check_integrations,
+    connect_processes_without_gpus,
+    one_line_errors,
+    read_argument_file,
+    save_results,
+    save_trainer_state,
+    unknown_flags_message,
+)
 from seq2seq_trainer import (
     ClassicOutputsCallback,
     LegacySeq2SeqTrainer,
@@ -46,6 +56,8 @@ from utils import (
     UsageError,
     calculate_bleu,
     calculate_rouge,
+    check_seq2seq_model,
+    load_tokenizer,
     run_cli,
     use_task_specific_params,
     write_txt_file,
@@ -103,16 +115,24 @@ class DataTrainingArguments:
 def parse_args(
     argv: list[str], dataclass_types=(ModelArguments, DataTrainingArguments, LegacySeq2SeqTrainingArguments)
 ) -> tuple:
-    """Parse `argv` (or one .json file of arguments) into `dataclass_types`. Raises UsageError.
+    """Parse `argv` (or one .json/.yaml file of arguments) into `dataclass_types`. Raises UsageError: one line, a
+    "did you mean" for an unknown flag or key, a file's values type-checked (a quoted "false" is no boolean).
 
-    Not `seq2seq_checks.parse_args_or_file` (the task folders'): it takes `argv` and the dataclasses (distillation.py
-    parses its own with it) and, as upstream's toolkit, reads .json argument files only.
+    `seq2seq_checks.parse_args_or_file` made of the same pieces, for an explicit `argv` (distillation.py parses its
+    own dataclasses with it). Under torchrun without GPUs the processes connect over gloo on the CPU.
     """
     parser = HfArgumentParser(dataclass_types)
+    one_line_errors(parser)
+    connect_processes_without_gpus()
     try:
-        if len(argv) == 1 and argv[0].endswith(".json"):
-            return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-        return parser.parse_args_into_dataclasses(args=argv)
+        if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+            return parser.parse_dict(read_argument_file(parser, argv[0]))
+        *groups, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+        if remaining:
+            raise UsageError(unknown_flags_message(parser, remaining))
+        return tuple(groups)
+    except UsageError:
+        raise
     except ValueError as error:
         raise UsageError(str(error).strip().splitlines()[0]) from error
 
@@ -139,6 +159,13 @@ def check_common_args(data_args: DataTrainingArguments, training_args: LegacySeq
             raise UsageError(f"--{name} {getattr(data_args, name)}: give a number of lines, or -1 for all")
     if data_args.eval_beams is not None and data_args.eval_beams < 1:
         raise UsageError(f"--eval_beams must be at least 1, got {data_args.eval_beams}")
+    if training_args.predict_with_generate and data_args.test_max_target_length < 2:
+        raise UsageError(
+            f"--test_max_target_length must be at least 2 (the decoder start token plus one generated token), got "
+            f"{data_args.test_max_target_length}; pass e.g. --test_max_target_length 142"
+        )
+    check_flag_values(data_args, training_args)
+    check_integrations("--report_to", training_args.report_to)
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and training_args.world_size == 1:
         raise UsageError(
@@ -153,6 +180,8 @@ def validate_args(
     """Check flags and data files before anything is loaded; return a checkpoint to resume from, or None."""
     check_common_args(data_args, training_args)
     check_data_dir(data_args.data_dir, needed_splits(training_args))
+    # The model's family before its weights: an encoder-only folder (BERT) cannot be fine-tuned here.
+    check_seq2seq_model("--model_name_or_path", model_args.config_name or model_args.model_name_or_path)
     return check_output_dir(training_args)
 
 
@@ -162,9 +191,10 @@ def load_model_and_tokenizer(model_args: ModelArguments, training_args: LegacySe
     try:
         config = AutoConfig.from_pretrained(model_args.config_name or source, cache_dir=model_args.cache_dir)
         apply_dropout_overrides(config, training_args)
-        tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or source, cache_dir=model_args.cache_dir)
+        tokenizer_flag = "--tokenizer_name" if model_args.tokenizer_name else "--model_name_or_path"
+        tokenizer = load_tokenizer(tokenizer_flag, model_args.tokenizer_name or source, cache_dir=model_args.cache_dir)
         model = AutoModelForSeq2SeqLM.from_pretrained(source, config=config, cache_dir=model_args.cache_dir)
-    except OSError as error:
+    except (OSError, SafetensorError) as error:
         raise UsageError(
             f"--model_name_or_path '{source}' could not be loaded: {str(error).splitlines()[0]} "
             "(pass a folder saved with save_pretrained, or a Hub model id while online)"
@@ -341,8 +371,7 @@ def run_stages(trainer, tokenizer, data_args: DataTrainingArguments, splits: Spl
         metrics = {**train_result.metrics, **trainer.padding_metrics(), "train_n_objs": len(splits.train)}
         trainer.log_metrics("train", metrics)
         save_results(trainer, "train", metrics)
-        if trainer.is_world_process_zero():
-            trainer.state.save_to_json(os.path.join(output_dir, "trainer_state.json"))
+        save_trainer_state(trainer)  # atomically, main process
         all_metrics.update(metrics)
 
     if training_args.do_eval:
@@ -374,9 +403,7 @@ def run_stages(trainer, tokenizer, data_args: DataTrainingArguments, splits: Spl
             metrics.update({f"test_{key}": value for key, value in scores.items()})
             metrics["test_gen_len"] = gen_len
             if trainer.is_world_process_zero():
-                path = os.path.join(output_dir, "test_generations.txt")
-                write_txt_file(predictions, f"{path}.tmp")
-                os.replace(f"{path}.tmp", path)
+                write_txt_file(predictions, os.path.join(output_dir, "test_generations.txt"))  # atomic
         trainer.log_metrics("test", metrics)
         save_results(trainer, "test", metrics)
         if trainer.is_world_process_zero():

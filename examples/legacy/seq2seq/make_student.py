@@ -17,12 +17,21 @@ import argparse
 import copy
 import logging
 import os
+import shutil
 import warnings
 
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoModelForSeq2SeqLM
 
-from utils import UsageError, parse_numeric_n_bool_cl_kwargs, run_cli
+from seq2seq_checks import one_line_errors
+from utils import (
+    UsageError,
+    check_seq2seq_model,
+    load_seq2seq_model,
+    load_tokenizer,
+    parse_numeric_n_bool_cl_kwargs,
+    run_cli,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -149,8 +158,9 @@ def create_student_by_copying_alternating_layers(
         raise UsageError("give the student's encoder (-e) and/or decoder (-d) depth; both were left out")
     tokenizer = None
     if isinstance(teacher, str | os.PathLike):
-        tokenizer = AutoTokenizer.from_pretrained(teacher)
-        teacher = AutoModelForSeq2SeqLM.from_pretrained(teacher)
+        check_seq2seq_model("TEACHER", str(teacher))
+        tokenizer = load_tokenizer("TEACHER", str(teacher))
+        teacher = load_seq2seq_model("TEACHER", str(teacher))
     if not getattr(teacher.config, "is_encoder_decoder", False):
         raise UsageError(f"the teacher is a {teacher.config.model_type} model, not an encoder-decoder")
     enc_key, dec_key = layer_count_keys(teacher.config)
@@ -201,10 +211,24 @@ def create_student_by_copying_alternating_layers(
         "copied_decoder_layers": d_layers,
     }
     if save_path is not None:
-        student.save_pretrained(save_path)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(save_path)
+        save_student(student, tokenizer, str(save_path))
     return student, e_layers, d_layers
+
+
+def save_student(student, tokenizer, save_path: str) -> None:
+    """`save_pretrained` into a folder beside `save_path`, renamed to it when complete: a killed run leaves no
+    half-written student."""
+    staging = f"{save_path.rstrip(os.sep)}.tmp-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        student.save_pretrained(staging)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        if os.path.isdir(save_path) and not os.listdir(save_path):
+            os.rmdir(save_path)
+        os.replace(staging, save_path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def parse_layer_list(text: str | None) -> list[int] | None:
@@ -218,6 +242,7 @@ def parse_layer_list(text: str | None) -> list[int] | None:
 
 def main(argv: list[str]):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    one_line_errors(parser)
     parser.add_argument("teacher", help="teacher model folder or Hub id")
     parser.add_argument("--save_path", default="student", help="where the student goes (default: ./student)")
     parser.add_argument("-e", type=int, default=None, help="student encoder layers (default: the teacher's)")
@@ -230,10 +255,16 @@ def main(argv: list[str]):
         overrides = parse_numeric_n_bool_cl_kwargs(unknown)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    if not os.path.isdir(args.teacher) and os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise UsageError(f"teacher '{args.teacher}' is not a local folder and HF_HUB_OFFLINE=1; pass a folder")
+    if os.path.isfile(args.save_path):
+        raise UsageError(f"--save_path {args.save_path} is a file; choose a new folder")
     if os.path.isdir(args.save_path) and os.listdir(args.save_path):
         raise UsageError(f"--save_path {args.save_path} is not empty; choose a new folder or empty it")
+    for flag, value in (("-e", args.e), ("-d", args.d)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} {value}: a student stack needs at least 1 layer")
+    # Before any weights load: an encoder-only model (BERT) has no decoder to shrink.
+    check_seq2seq_model("TEACHER", args.teacher)
+    load_tokenizer("TEACHER", args.teacher)
     logging.basicConfig(level=logging.INFO)
     student, e_layers, d_layers = create_student_by_copying_alternating_layers(
         args.teacher,

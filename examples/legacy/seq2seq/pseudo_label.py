@@ -17,11 +17,15 @@ import os
 import shutil
 
 import run_eval
-from utils import UsageError, run_cli
+from seq2seq_checks import atomic_write, check_text_file, one_line_errors, same_file, write_json_atomically
+from utils import UsageError, check_seq2seq_model, load_json, run_cli
+
+RECORD = "pseudo_labels.json"  # written first with "finished": false, rewritten at the end
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    one_line_errors(parser)
     parser.add_argument("teacher", help="teacher model folder or Hub id")
     parser.add_argument("data_dir", help="folder with {train,val,test}.{source,target}")
     parser.add_argument("save_dir", help="the new data folder")
@@ -29,7 +33,42 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--bs", type=int, default=8, help="generation batch size")
     parser.add_argument("--task", default="summarization", help="selects the teacher's task_specific_params")
     parser.add_argument("--prefix", default=None, help="prepended to each source (default: the config's prefix)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the data files in SAVE_DIR (an earlier pseudo-labelling, or any .source/.target there); "
+        "without it they are refused, except the files of an interrupted run with the same settings (resumed)",
+    )
     return parser.parse_known_args(argv)
+
+
+def check_save_dir(args: argparse.Namespace, present: list[str], settings: dict) -> bool:
+    """Raise UsageError when SAVE_DIR is DATA_DIR, a file, or holds data files (without --overwrite) that are not
+    those of an interrupted run with the same `settings`; return whether this run resumes such a run."""
+    if os.path.exists(args.save_dir) and same_file(args.save_dir, args.data_dir):
+        raise UsageError("SAVE_DIR must differ from DATA_DIR: the real targets would be overwritten")
+    if os.path.isfile(args.save_dir):
+        raise UsageError(f"SAVE_DIR {args.save_dir} is a file; pass a folder for the new data")
+    if not os.path.isdir(args.save_dir) or args.overwrite:
+        return False
+    ours = {RECORD, *(f"{split}.{side}" for split in present for side in ("source", "target"))}
+    existing = sorted(name for name in os.listdir(args.save_dir) if name in ours)
+    if not existing:
+        return False
+    record_path = os.path.join(args.save_dir, RECORD)
+    record = load_json(record_path) if os.path.isfile(record_path) else {}
+    if record.get("finished") is False and record.get("settings") == settings:
+        return True
+    state = "a finished pseudo-labelling" if record.get("finished") else "data files"
+    raise UsageError(
+        f"SAVE_DIR {args.save_dir} already holds {state} ({', '.join(existing[:4])}); choose a new folder, or pass "
+        "--overwrite to replace them"
+    )
+
+
+def copy_file(source: str, destination: str) -> None:
+    with atomic_write(destination, "wb") as handle, open(source, "rb") as original:
+        shutil.copyfileobj(original, handle)
 
 
 def main(argv: list[str]) -> dict:
@@ -40,26 +79,49 @@ def main(argv: list[str]) -> dict:
     missing = [split for split in args.splits if split not in present]
     if missing:
         raise UsageError(f"{args.data_dir} has no {', '.join(f'{s}.source' for s in missing)} (splits: {present})")
-    if os.path.abspath(args.save_dir) == os.path.abspath(args.data_dir):
-        raise UsageError("save_dir must differ from data_dir: the real targets would be overwritten")
+    for split in present:
+        for side in ("source", "target"):
+            if os.path.exists(path := os.path.join(args.data_dir, f"{split}.{side}")):
+                check_text_file("DATA_DIR", path)
+    settings = {
+        "teacher": args.teacher,
+        "data_dir": os.path.abspath(args.data_dir),
+        "splits": sorted(args.splits),
+        "generate_args": generate_args,
+        "bs": args.bs,
+        "task": args.task,
+        "prefix": args.prefix,
+    }
+    resuming = check_save_dir(args, present, settings)
+    check_seq2seq_model("TEACHER", args.teacher)
+    # Every run_eval call's flags (generate kwargs included) checked before the teacher loads.
+    eval_argvs = {}
+    for split in args.splits:
+        target = os.path.join(args.save_dir, f"{split}.target")
+        eval_argv = [args.teacher, os.path.join(args.data_dir, f"{split}.source"), target, "--bs", str(args.bs)]
+        eval_argv += ["--task", args.task, *(["--prefix", args.prefix] if args.prefix is not None else [])]
+        eval_argv += ["--overwrite"] if args.overwrite else []
+        eval_argv += generate_args
+        if not (resuming and os.path.isfile(target)):  # a split an interrupted run finished is kept
+            run_eval.validate_args(run_eval.parse_args(eval_argv)[0])
+            eval_argvs[split] = eval_argv
+
     os.makedirs(args.save_dir, exist_ok=True)
     info = {"teacher": args.teacher, "data_dir": os.path.abspath(args.data_dir), "splits": {}}
+    write_json_atomically(os.path.join(args.save_dir, RECORD), {**info, "settings": settings, "finished": False})
     for split in present:
-        source = os.path.join(args.data_dir, f"{split}.source")
-        shutil.copyfile(source, os.path.join(args.save_dir, f"{split}.source"))
+        copy_file(os.path.join(args.data_dir, f"{split}.source"), os.path.join(args.save_dir, f"{split}.source"))
         if split not in args.splits:
             target = os.path.join(args.data_dir, f"{split}.target")
             if os.path.isfile(target):
-                shutil.copyfile(target, os.path.join(args.save_dir, f"{split}.target"))
+                copy_file(target, os.path.join(args.save_dir, f"{split}.target"))
             info["splits"][split] = "copied"
             continue
-        eval_argv = [args.teacher, source, os.path.join(args.save_dir, f"{split}.target"), "--bs", str(args.bs)]
-        eval_argv += ["--task", args.task, *(["--prefix", args.prefix] if args.prefix is not None else [])]
-        run_eval.main(eval_argv + generate_args)
+        if split in eval_argvs:
+            run_eval.main(eval_argvs[split])
         info["splits"][split] = "pseudo-labelled"
     info["generate_args"] = generate_args
-    with open(os.path.join(args.save_dir, "pseudo_labels.json"), "w", encoding="utf-8") as handle:
-        json.dump(info, handle, indent=2)
+    write_json_atomically(os.path.join(args.save_dir, RECORD), {**info, "settings": settings, "finished": True})
     print(json.dumps(info))
     return info
 

@@ -26,16 +26,19 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+from seq2seq_checks import check_flag_values, check_text_file, one_line_errors
 from utils import (
     DistributedSortishSampler,
     UsageError,
     calculate_bleu,
     calculate_rouge,
+    check_seq2seq_model,
     chunks,
+    generate_kwargs_from,
     line_offsets,
-    parse_numeric_n_bool_cl_kwargs,
+    load_seq2seq_model,
+    load_tokenizer,
     read_line,
     run_cli,
     save_json,
@@ -49,11 +52,15 @@ logger = logging.getLogger(__name__)
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    one_line_errors(parser)
     parser.add_argument("--data_dir", required=True, help="folder with {type_path}.source (and .target to score)")
     parser.add_argument(
         "--model_name", default="sshleifer/distilbart-xsum-12-3", help="model folder or Hub id to generate with"
     )
     parser.add_argument("--save_dir", default="tmp_gen", help="where the results go; must not hold results already")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the results of an earlier run in --save_dir (else refused)"
+    )
     parser.add_argument(
         "--max_source_length", type=int, default=None, help="truncate inputs to N tokens; default: the tokenizer max"
     )
@@ -97,10 +104,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
         help="also write each rank's share (rank_<r>_output.json) and the references used ({type_path}.target)",
     )
     args, rest = parser.parse_known_args(argv)
-    try:
-        generate_kwargs = parse_numeric_n_bool_cl_kwargs(rest)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    generate_kwargs = generate_kwargs_from(parser, rest)
+    check_flag_values(args)
     return args, generate_kwargs
 
 
@@ -118,6 +123,8 @@ def result_paths(args: argparse.Namespace) -> list[Path]:
 def validate_args(args: argparse.Namespace) -> None:
     """Check paths and flag combinations before any model is loaded (every rank runs the same checks)."""
     source = Path(args.data_dir) / f"{args.type_path}.source"
+    if Path(args.data_dir).is_file():
+        raise UsageError(f"--data_dir {args.data_dir} is a file; pass the folder that holds {args.type_path}.source")
     if not source.is_file():
         raise UsageError(f"{source} does not exist; pass --data_dir with {args.type_path}.source (or fix --type_path)")
     if not (args.task.startswith("summarization") or args.task.startswith("translation")):
@@ -129,16 +136,20 @@ def validate_args(args: argparse.Namespace) -> None:
     for name in ("bs", "num_return_sequences", "sync_timeout"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name} {getattr(args, name)} must be >= 1")
+    check_text_file("--data_dir", str(source))
     target = source.with_suffix(".target")
     if target.is_file():
+        check_text_file("--data_dir", str(target))
         n_src, n_tgt = len(line_offsets(source)) - 1, len(line_offsets(target)) - 1
         if n_src != n_tgt:
             raise UsageError(f"{target} has {n_tgt} lines but {source} has {n_src}; they must align")
+    if Path(args.save_dir).is_file():
+        raise UsageError(f"--save_dir {args.save_dir} is a file; pass a folder for the results")
     existing = [str(path) for path in result_paths(args) if path.exists()]
-    if existing:
+    if existing and not args.overwrite:
         raise UsageError(
             f"--save_dir {args.save_dir} already holds results ({', '.join(existing)}); "
-            "pass a new --save_dir or remove them"
+            "pass a new --save_dir, or --overwrite to replace them"
         )
 
 
@@ -232,6 +243,7 @@ def main(argv: list[str]) -> dict | None:
     # parse and validate (every rank, before any process group or model exists)
     args, generate_kwargs = parse_args(argv)
     validate_args(args)
+    check_seq2seq_model("--model_name", args.model_name)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
 
     # processes: rank, world size, device
@@ -252,14 +264,8 @@ def main(argv: list[str]) -> dict | None:
     lines = {i: read_line(source, offsets, i).rstrip() for i in indices}
 
     # load model and tokenizer
-    try:
-        model = AutoModelForSeq2SeqLM.from_pretrained(args.model_name, dtype=torch.float16 if args.fp16 else None)
-        tokenizer = AutoTokenizer.from_pretrained(args.model_name)
-    except OSError as err:
-        raise UsageError(
-            f"cannot load --model_name {args.model_name} ({str(err).splitlines()[0]}); "
-            "pass a local model folder, or unset HF_HUB_OFFLINE to download it"
-        ) from None
+    tokenizer = load_tokenizer("--model_name", args.model_name)
+    model = load_seq2seq_model("--model_name", args.model_name, dtype=torch.float16 if args.fp16 else None)
     model = model.to(device).eval()
     if args.src_lang:
         tokenizer.src_lang = args.src_lang

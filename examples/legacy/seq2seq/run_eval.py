@@ -21,15 +21,19 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+from seq2seq_checks import atomic_write, check_flag_values, check_output_file, check_text_file, one_line_errors
 from utils import (
     UsageError,
     calculate_bleu,
     calculate_rouge,
+    check_seq2seq_model,
     chunks,
+    generate_kwargs_from,
     line_offsets,
-    parse_numeric_n_bool_cl_kwargs,
+    load_seq2seq_model,
+    load_tokenizer,
+    note_on_interrupt,
     romanian_postprocess,
     run_cli,
     save_json,
@@ -42,11 +46,17 @@ logger = logging.getLogger(__name__)
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    one_line_errors(parser)
     parser.add_argument("model_name", help="model folder or Hub id, e.g. .cache/tiny-models/t5")
     parser.add_argument("input_path", help="one input per line, e.g. cnn_dm/test.source")
     parser.add_argument("save_path", help="where the predictions go, one per input line")
     parser.add_argument("--reference_path", help="one reference per input line; without it nothing is scored")
     parser.add_argument("--score_path", default="metrics.json", help="where the scores JSON goes")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing SAVE_PATH / --score_path (without it an existing one is refused, never replaced)",
+    )
     parser.add_argument(
         "--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cuda if available, else cpu"
     )
@@ -101,10 +111,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
         help="free text stored in the scores; bare: now",
     )
     args, rest = parser.parse_known_args(argv)
-    try:
-        generate_kwargs = parse_numeric_n_bool_cl_kwargs(rest)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
+    generate_kwargs = generate_kwargs_from(parser, rest)
+    check_flag_values(args)
     for name in ("num_beams", "max_length"):
         if getattr(args, name) is not None:
             generate_kwargs[name] = getattr(args, name)
@@ -115,10 +123,17 @@ def count_lines(path: str) -> int:
     return len(line_offsets(path)) - 1
 
 
+def check_input_file(flag: str, path: str, what: str) -> None:
+    """Raise UsageError unless `path` is an existing file of UTF-8 text (`what`: the fix for a missing one)."""
+    if not os.path.exists(path):
+        raise UsageError(f"{flag} {path} does not exist; {what}")
+    check_text_file(flag, path)
+
+
 def validate_args(args: argparse.Namespace) -> None:
-    """Check paths and flag combinations before any model is loaded."""
-    if not os.path.isfile(args.input_path):
-        raise UsageError(f"input file {args.input_path} does not exist; pass a .source file with one input per line")
+    """Check paths and flag combinations before any model is loaded. Nothing an input names is ever written:
+    SAVE_PATH and --score_path may be no input, and an existing one needs --overwrite."""
+    check_input_file("INPUT_PATH", args.input_path, "pass a .source file with one input per line")
     if not (args.task.startswith("summarization") or args.task.startswith("translation")):
         raise UsageError(
             f"--task {args.task!r} is unknown; use summarization or translation (e.g. translation_en_to_ro)"
@@ -129,14 +144,23 @@ def validate_args(args: argparse.Namespace) -> None:
         raise UsageError("--fp16 needs a GPU; drop it or pass --device cuda")
     if args.bs < 1:
         raise UsageError(f"--bs {args.bs} must be >= 1")
+    inputs = {"INPUT_PATH": args.input_path, "--reference_path": args.reference_path}
+    # The usual slip: `run_eval.py MODEL test.source test.target` (SAVE_PATH is the references).
+    check_output_file("SAVE_PATH", args.save_path, inputs, overwrite=args.overwrite, overwrite_flag="--overwrite")
     if args.reference_path is not None:
-        if not os.path.isfile(args.reference_path):
-            raise UsageError(f"reference file {args.reference_path} does not exist; fix --reference_path")
+        check_input_file("--reference_path", args.reference_path, "fix --reference_path")
         n_in, n_ref = count_lines(args.input_path), count_lines(args.reference_path)
         if n_in != n_ref:
             raise UsageError(
                 f"{args.reference_path} has {n_ref} lines but {args.input_path} has {n_in}; they must align"
             )
+        check_output_file(
+            "--score_path",
+            args.score_path,
+            {**inputs, "SAVE_PATH": args.save_path},
+            overwrite=args.overwrite,
+            overwrite_flag="--overwrite",
+        )
 
 
 def read_lines(path: str, n_obs: int) -> list[str]:
@@ -220,8 +244,9 @@ def main(argv: list[str]) -> dict:
 
     # load model and tokenizer
     dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else None
-    model = AutoModelForSeq2SeqLM.from_pretrained(args.model_name, dtype=dtype).to(args.device).eval()
-    tokenizer = AutoTokenizer.from_pretrained(args.model_name)
+    check_seq2seq_model("MODEL_NAME", args.model_name)
+    tokenizer = load_tokenizer("MODEL_NAME", args.model_name)
+    model = load_seq2seq_model("MODEL_NAME", args.model_name, dtype=dtype).to(args.device).eval()
     if args.src_lang:
         tokenizer.src_lang = args.src_lang
     if args.tgt_lang and args.tgt_lang in tokenizer.get_vocab() and "forced_bos_token_id" not in generate_kwargs:
@@ -249,6 +274,7 @@ def main(argv: list[str]) -> dict:
         }.items()
     }
     done = load_partial(partial_path, run_key)
+    note_on_interrupt(lambda: f"{len(done)} of {len(lines)} predictions saved in {partial_path}")
     order = list(range(len(lines))) if args.no_sort else sorted(range(len(lines)), key=lambda i: -len(lines[i]))
     start = time.time()
     n_generated, n_tokens = generate_missing(model, tokenizer, lines, order, done, partial_path, args, generate_kwargs)
@@ -257,11 +283,10 @@ def main(argv: list[str]) -> dict:
 
     # write the predictions atomically, in input order, then drop the partial file
     predictions = [done[i] for i in range(len(lines))]
-    tmp_path = save_path.with_name(save_path.name + ".tmp")
-    with open(tmp_path, "w", encoding="utf-8") as handle:
+    with atomic_write(str(save_path)) as handle:
         handle.writelines(p + "\n" for p in predictions)
-    os.replace(tmp_path, save_path)
     partial_path.unlink()
+    note_on_interrupt(None)
 
     # score
     if args.reference_path is None:

@@ -19,12 +19,14 @@ import json
 import logging
 from pathlib import Path
 
-from run_eval import main as run_eval_main
+import run_eval
+from seq2seq_checks import check_output_file, one_line_errors
 from utils import ROUGE_KEYS, UsageError, run_cli, save_json
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    one_line_errors(parser)
     parser.add_argument("model_name", help="model folder or Hub id")
     parser.add_argument("input_path", help="one input per line, e.g. data/test.source")
     parser.add_argument("save_dir", help="folder for one sub-folder per combination and search_results.json")
@@ -35,6 +37,11 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--task", default="summarization", help="summarization* (ROUGE) or translation* (BLEU)")
     parser.add_argument("--bs", type=int, default=8, help="batch size passed to run_eval.py")
     parser.add_argument("--info", default=None, help="free text printed before the table")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the results of an earlier search in SAVE_DIR (without it they are refused, never replaced)",
+    )
     return parser.parse_known_args(argv)
 
 
@@ -80,8 +87,10 @@ def main(argv: list[str]) -> list[dict]:
     metric_names = ["bleu"] if translation else ["rouge2", *(k for k in ROUGE_KEYS if k != "rouge2")]
     save_dir = Path(args.save_dir)
 
-    # one run_eval per combination
-    results = []
+    if save_dir.is_file():
+        raise UsageError(f"SAVE_DIR {save_dir} is a file; pass a folder (one sub-folder per combination goes there)")
+    check_output_file("SAVE_DIR/search_results.json", str(save_dir / "search_results.json"), {}, args.overwrite)
+    commands = []
     for combination in combinations:
         name = ",".join(f"{k}={v}" for k, v in zip(keys, combination, strict=True))
         run_dir = save_dir / name
@@ -89,8 +98,17 @@ def main(argv: list[str]) -> list[dict]:
         command = [args.model_name, args.input_path, str(run_dir / "generations.txt")]
         command += ["--reference_path", args.reference_path, "--score_path", str(run_dir / "scores.json")]
         command += ["--task", args.task, "--bs", str(args.bs), *run_eval_args, *kwargs]
+        command += ["--overwrite"] if args.overwrite else []
+        # Every combination's flags and files checked before the first model loads (a bad value in the last
+        # one would otherwise stop the search after the others ran).
+        run_eval.validate_args(run_eval.parse_args(command)[0])
+        commands.append((combination, command))
+
+    # one run_eval per combination
+    results = []
+    for combination, command in commands:
         logging.getLogger(__name__).info(f"run_eval.py {' '.join(command)}")
-        scores = run_eval_main(command)
+        scores = run_eval.main(command)
         results.append({**dict(zip(keys, combination, strict=True)), **scores, "command": command})
 
     # sort best first, print the table and the winner

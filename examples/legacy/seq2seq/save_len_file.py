@@ -14,13 +14,13 @@ import json
 import sys
 from pathlib import Path
 
-from transformers import AutoTokenizer
-
-from utils import UsageError, chunks, run_cli, save_json
+from seq2seq_checks import check_flag_values, check_text_file, one_line_errors
+from utils import UsageError, chunks, load_tokenizer, run_cli, save_json
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    one_line_errors(parser)
     parser.add_argument("tokenizer_name", help="tokenizer folder or Hub id (the model you will train)")
     parser.add_argument("data_dir", help="folder with train/val .source/.target files")
     parser.add_argument("--max_source_length", type=int, default=1024, help="source truncation length")
@@ -45,11 +45,23 @@ def token_lengths(tokenizer, path: Path, max_length: int, batch_size: int) -> li
 
 def main(argv: list[str]) -> dict[str, list[int]]:
     args = parse_args(argv)
+    check_flag_values(args)
+    if args.batch_size < 1:
+        raise UsageError(f"--batch_size must be at least 1, got {args.batch_size}; pass e.g. --batch_size 512")
     data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        raise UsageError(
+            f"DATA_DIR {data_dir} is {'a file' if data_dir.exists() else 'no such folder'}; pass a data folder"
+        )
     splits = [s for s in ("train", "val") if (data_dir / f"{s}.source").is_file()]
     if not splits:
         raise UsageError(f"{data_dir} has no train.source or val.source; pass a data folder")
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name)
+    for split in splits:
+        for side in ("source", "target") if args.consider_target else ("source",):
+            if (data_dir / f"{split}.{side}").is_file():
+                check_text_file("DATA_DIR", str(data_dir / f"{split}.{side}"))
+    # {split}.len files are rewritten: they are derived from the data, and a stale one would mislead the sampler.
+    tokenizer = load_tokenizer("TOKENIZER_NAME", args.tokenizer_name)
     result = {}
     for split in splits:
         lengths = token_lengths(tokenizer, data_dir / f"{split}.source", args.max_source_length, args.batch_size)

@@ -18,9 +18,10 @@ import os
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSeq2SeqLM
 
-from utils import UsageError, run_cli
+from seq2seq_checks import check_flag_values, one_line_errors
+from utils import UsageError, load_tokenizer, run_cli
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -83,19 +84,20 @@ def load_config(config_name: str, overrides: dict):
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    one_line_errors(parser)
     parser.add_argument("config_name", help="local model folder or Hub id whose config (and tokenizer) to use")
     parser.add_argument("save_dir", help="where the model and tokenizer go; must be empty or new")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     args, rest = parser.parse_known_args(argv)
     overrides = parse_overrides(rest)
+    check_flag_values(args)
+    if os.path.isfile(args.save_dir):
+        raise UsageError(f"SAVE_DIR {args.save_dir} is a file; pass a new folder")
     if os.path.isdir(args.save_dir) and os.listdir(args.save_dir):
         raise UsageError(f"{args.save_dir} is not empty; pass a new save_dir")
 
     config = load_config(args.config_name, overrides)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(args.config_name)
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot load the tokenizer of {args.config_name} ({str(err).splitlines()[0]})") from None
+    tokenizer = load_tokenizer("CONFIG_NAME", args.config_name)
     torch.manual_seed(args.seed)
     try:
         model = AutoModelForSeq2SeqLM.from_config(config)

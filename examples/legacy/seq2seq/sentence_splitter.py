@@ -16,10 +16,12 @@ treats `<n>` as a sentence break instead of leaving it in the text.
 """
 
 import argparse
+import os
 import sys
 
 import nltk
 
+from seq2seq_checks import atomic_write, check_output_file, check_text_file, one_line_errors
 from utils import UsageError, add_newline_to_end_of_each_sentence, run_cli
 
 __all__ = ["add_newline_to_end_of_each_sentence", "split_lines"]
@@ -40,6 +42,7 @@ def split_lines(lines: list[str], marker: str) -> list[str]:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    one_line_errors(parser)
     parser.add_argument("input", help="text file, one document per line")
     parser.add_argument("output", nargs="?", default=None, help="where the result goes (default: stdout)")
     parser.add_argument(
@@ -48,9 +51,14 @@ def main(argv: list[str]) -> None:
         help='joins the sentences of a line (default "<n>", the Pegasus convention); "newline" writes one '
         "sentence per line and an empty line after each input line",
     )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT (else refused)")
     args = parser.parse_args(argv)
     if not args.marker:
         raise UsageError('--marker is empty; pass "<n>", "newline" or another separator')
+    if os.path.exists(args.input):
+        check_text_file("INPUT", args.input)
+    if args.output is not None:
+        check_output_file("OUTPUT", args.output, {"INPUT": args.input}, overwrite=args.overwrite)
     try:
         with open(args.input, encoding="utf-8") as handle:
             lines = handle.read().splitlines()
@@ -66,7 +74,7 @@ def main(argv: list[str]) -> None:
     if args.output is None:
         sys.stdout.write(text)
     else:
-        with open(args.output, "w", encoding="utf-8") as handle:
+        with atomic_write(args.output) as handle:
             handle.write(text)
 
 

@@ -31,7 +31,14 @@ from transformers import (
     TrainerCallback,
 )
 
-from seq2seq_checks import last_complete_checkpoint, write_json_atomically
+from seq2seq_checks import (
+    BOOKKEEPING_FILES,
+    TRAINER_RESUME_FILES,
+    check_utf8,
+    last_complete_checkpoint,
+    lock_output_dir,
+    write_json_atomically,
+)
 from utils import (
     SortishSampler,
     TokenBudgetBatchSampler,
@@ -316,6 +323,8 @@ def example_lengths(
 
 def check_data_dir(data_dir: str, splits: list[str]) -> None:
     """Raise UsageError unless `data_dir` holds aligned, non-empty `{split}.source` / `{split}.target` files."""
+    if os.path.isfile(data_dir):
+        raise UsageError(f"--data_dir {data_dir} is a file; pass the folder that holds train/val/test .source/.target")
     if not os.path.isdir(data_dir):
         raise UsageError(
             f"--data_dir {data_dir}: no such folder (it should hold train/val/test .source/.target files)"
@@ -327,6 +336,7 @@ def check_data_dir(data_dir: str, splits: list[str]) -> None:
                 raise UsageError(f"--data_dir {data_dir} has no {split}.{side}; each split needs .source and .target")
             if os.path.getsize(path) == 0:
                 raise UsageError(f"{path} is empty; give it one example per line")
+            check_utf8("--data_dir", path)  # else the dataset fails mid-training, at the first bad line it reads
         n_src = len(line_offsets(os.path.join(data_dir, f"{split}.source"))) - 1
         n_tgt = len(line_offsets(os.path.join(data_dir, f"{split}.target"))) - 1
         if n_src != n_tgt:
@@ -344,14 +354,21 @@ def check_output_dir(training_args: LegacySeq2SeqTrainingArguments) -> str | Non
     files (`RESULT_FILES` above: `val_results.json`, `test_generations.txt`, a saved model's `config.json`, ...),
     other files (the run files written while training, a user's notes) never make the folder refused, a folder
     without checkpoints is simply reused, and the message gives no --resume_from_checkpoint hint.
+
+    A checkpoint counts only with every file `Trainer.train(resume_from_checkpoint=...)` reads (`TRAINER_RESUME_FILES`:
+    weights, optimizer, scheduler, RNG state, trainer_state.json of the right step); an incomplete one is skipped with a
+    warning. First the folder is locked (`seq2seq_checks.lock_output_dir`): one run at a time per --output_dir, and
+    an interrupted run's last line names its last complete checkpoint.
     """
     output_dir = training_args.output_dir
-    if not os.path.isdir(output_dir) or training_args.overwrite_output_dir or not os.listdir(output_dir):
+    lock_output_dir(output_dir, find_checkpoint=lambda: last_complete_checkpoint(output_dir, TRAINER_RESUME_FILES))
+    entries = [name for name in os.listdir(output_dir) if name not in BOOKKEEPING_FILES]
+    if not entries or training_args.overwrite_output_dir:
         return None
     if training_args.resume_from_checkpoint:
         return None
-    last_checkpoint = last_complete_checkpoint(output_dir)
-    results = [name for name in sorted(os.listdir(output_dir)) if name in RESULT_FILES]
+    last_checkpoint = last_complete_checkpoint(output_dir, TRAINER_RESUME_FILES)
+    results = [name for name in sorted(entries) if name in RESULT_FILES]
     if training_args.do_train and not results:
         return last_checkpoint  # None for a folder with only files of a run that never reached a checkpoint
     if not results and not training_args.do_train:

@@ -4,6 +4,7 @@ The scripts next to this file (`run_eval.py`, ...) import it; it is a small libr
 A data folder holds `{train,val,test}.{source,target}`, one example per line, aligned by line number.
 """
 
+import argparse
 import json
 import os
 import socket
@@ -18,25 +19,57 @@ import torch
 from torch.utils.data import Dataset, Sampler
 from transformers import DynamicCache, EncoderDecoderCache
 
-# The toolkit's one error class: the whole-file copy of the task folders' seq2seq_checks.py defines it.
-from seq2seq_checks import UsageError
+# The toolkit's one error class and its file safety: the whole-file copy of the task folders' seq2seq_checks.py.
+from seq2seq_checks import (
+    Interrupted,
+    UsageError,
+    atomic_write,
+    check_flag_values,
+    check_model_reachable,
+    did_you_mean,
+    is_main_launch_process,
+    resume_command,
+)
+from seq2seq_checks import run_cli as run_main_cli
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
 # ----------------------------------------------------------------------------- entry point
-def run_cli(main: Callable[[list[str]], object]) -> None:
-    """Entry point of the scripts here: run `main(sys.argv[1:])`; a UsageError becomes `error: <message>` on
-    stderr and exit code 2, anything else keeps its traceback (a bug for us to fix).
+# What an interrupted tool has saved so far, as one sentence (run_eval.py: its partial file); None: nothing of note.
+_INTERRUPT_NOTE: dict[str, Callable[[], str] | None] = {"describe": None}
 
-    `seq2seq_checks.run_cli` does the same for a `main()` without arguments; the toolkit's `main(argv)` takes the
-    argument list because its scripts call each other's `main` (run_eval_search.py, pseudo_label.py, distillation.py).
+
+def note_on_interrupt(describe: Callable[[], str] | None) -> None:
+    """Make Ctrl-C / SIGTERM end with `interrupted (...); <describe()>; rerun ... to resume: <command>`."""
+    _INTERRUPT_NOTE["describe"] = describe
+
+
+def run_cli(main: Callable[[list[str]], object]) -> None:
+    """Entry point of the scripts here: run `main(sys.argv[1:])` under `seq2seq_checks.run_cli`: a UsageError
+    becomes `error: <message>` on stderr and exit code 2, Ctrl-C / SIGTERM one line saying what was saved and how
+    to resume (exit 130 / 143), anything else keeps its traceback (a bug for us to fix).
+
+    The toolkit's `main(argv)` takes the argument list because its scripts call each other's `main`
+    (run_eval_search.py, pseudo_label.py, distillation.py).
     """
-    try:
-        main(sys.argv[1:])
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+
+    def call() -> None:
+        try:
+            main(sys.argv[1:])
+        except KeyboardInterrupt as interrupt:
+            describe = _INTERRUPT_NOTE["describe"]
+            if describe is None:
+                raise  # run_main_cli reports it (what --output_dir holds, if a lock registered one)
+            name = "SIGTERM" if isinstance(interrupt, Interrupted) else "SIGINT, Ctrl-C"
+            if is_main_launch_process():
+                print(
+                    f"\ninterrupted ({name}); {describe()}; rerun the same command to resume: {resume_command()}",
+                    file=sys.stderr,
+                )
+            sys.exit(143 if isinstance(interrupt, Interrupted) else 130)
+
+    run_main_cli(call)
 
 
 # ----------------------------------------------------------------------------- lazy line files
@@ -485,6 +518,111 @@ def parse_numeric_n_bool_cl_kwargs(unparsed: list[str]) -> dict[str, int | float
     return result
 
 
+def generate_kwargs_from(parser: argparse.ArgumentParser, unparsed: list[str]) -> dict[str, int | float | bool]:
+    """The `--key value` arguments `parser` did not know, as `model.generate` kwargs, checked before any model loads.
+
+    Raises:
+        UsageError: a malformed pair, a key that is neither a flag of `parser` nor a `GenerationConfig` field
+            (with a "did you mean" over both: `--num_beamz 4`), or a value out of range (`--num_beams 0`,
+            `--max_length 1`, `--max_new_tokens 0`).
+    """
+    from transformers import GenerationConfig
+
+    fields = [key for key in GenerationConfig().to_dict() if not key.startswith("_") and key != "transformers_version"]
+    flags = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
+    for item in unparsed:
+        key = item.split("=", 1)[0][2:].replace("-", "_") if item.startswith("--") else None
+        if key is not None and key not in fields:
+            raise UsageError(
+                f"unknown argument --{key}{did_you_mean(f'--{key}', flags + [f'--{name}' for name in fields])}: "
+                "neither a flag of this script nor a generate() option (a GenerationConfig field); fix or drop it"
+            )
+    try:
+        kwargs = parse_numeric_n_bool_cl_kwargs(unparsed)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    check_flag_values(argparse.Namespace(**kwargs))
+    for key in ("max_new_tokens", "min_length", "min_new_tokens"):
+        if isinstance(kwargs.get(key), int) and kwargs[key] < (1 if key == "max_new_tokens" else 0):
+            raise UsageError(f"--{key} {kwargs[key]} is out of range; pass e.g. --{key} 16")
+    return kwargs
+
+
+def first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def check_seq2seq_model(flag: str, name_or_path: str, families: str = "BART, mBART, Marian, Pegasus or T5") -> Any:
+    """The config of `name_or_path`, read before any weights: raise UsageError when it cannot be loaded (a folder
+    without config.json, a Hub id while offline) or is not an encoder-decoder (a BERT folder)."""
+    from transformers import AutoConfig
+
+    check_model_reachable(flag, name_or_path)
+    try:
+        config = AutoConfig.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        raise UsageError(
+            f"{flag} {name_or_path}: no model config ({first_line(error)}); pass a folder saved with save_pretrained"
+        ) from None
+    if not getattr(config, "is_encoder_decoder", False):
+        raise UsageError(
+            f"{flag} {name_or_path} is a {config.model_type} model, not an encoder-decoder; pass a seq2seq model "
+            f"({families})"
+        )
+    return config
+
+
+# A local folder holds a usable tokenizer when it has one of these vocabulary files (without one, transformers 5
+# builds an empty tokenizer: every word <unk>, no error). The task folders' seq2seq_setup.py keeps the same list.
+TOKENIZER_VOCABULARY_FILES = (
+    "tokenizer.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "sentencepiece.model",
+    "tokenizer.model",
+    "source.spm",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "prophetnet.tokenizer",
+)
+
+
+def load_tokenizer(flag: str, name_or_path: str, **kwargs: Any) -> Any:
+    """`AutoTokenizer.from_pretrained(name_or_path)`; raise UsageError when there is no usable tokenizer there."""
+    from transformers import AutoTokenizer
+
+    check_model_reachable(flag, name_or_path)
+    folder = str(name_or_path)
+    if os.path.isdir(folder) and not any(os.path.isfile(os.path.join(folder, n)) for n in TOKENIZER_VOCABULARY_FILES):
+        raise UsageError(
+            f"{flag} {folder} has no tokenizer files (none of tokenizer.json, spiece.model, vocab.json, ...); save "
+            "the tokenizer there (tokenizer.save_pretrained)"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError, TypeError) as error:
+        raise UsageError(
+            f"{flag} {name_or_path}: no usable tokenizer ({first_line(error)}); pass a folder with the tokenizer "
+            "files (tokenizer.save_pretrained) or the model's Hub id"
+        ) from None
+    return tokenizer
+
+
+def load_seq2seq_model(flag: str, name_or_path: str, **kwargs: Any) -> Any:
+    """`AutoModelForSeq2SeqLM.from_pretrained`; raise UsageError for weights that cannot be read."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForSeq2SeqLM
+
+    try:
+        return AutoModelForSeq2SeqLM.from_pretrained(name_or_path, **kwargs)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+        raise UsageError(
+            f"{flag} {name_or_path}: the model cannot be loaded ({first_line(error)}); pass a folder saved with "
+            "save_pretrained"
+        ) from None
+
+
 def lmap(f: Any, x: Iterable) -> list:
     """list(map(f, x))"""
     return list(map(f, x))
@@ -497,7 +635,8 @@ def chunks(lst: Sequence, n: int) -> Iterator[Sequence]:
 
 
 def save_json(content: Any, path: str | os.PathLike, indent: int = 4, **json_dump_kwargs: Any) -> None:
-    with open(path, "w", encoding="utf-8") as f:
+    """`content` as JSON, through a temporary file and a rename (a killed job never leaves half a file)."""
+    with atomic_write(str(path)) as f:
         json.dump(content, f, indent=indent, sort_keys=True, **json_dump_kwargs)
 
 
@@ -507,8 +646,8 @@ def load_json(path: str | os.PathLike) -> Any:
 
 
 def write_txt_file(ordered_tgt: Iterable[str], path: str | os.PathLike) -> None:
-    """One string per line, each followed by a newline."""
-    with open(path, "w", encoding="utf-8") as f:
+    """One string per line, each followed by a newline; through a temporary file and a rename."""
+    with atomic_write(str(path)) as f:
         for line in ordered_tgt:
             f.write(line + "\n")
 
