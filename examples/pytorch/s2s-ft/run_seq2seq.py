@@ -37,23 +37,37 @@ from s2s_ft.data import (
     tokenize_texts,
 )
 from s2s_ft.masks import MASK_WAY_TO_MODE, MODES, Corruption
-from s2s_ft.modeling import MODEL_TYPES, extend_position_embeddings, load_s2s_model
+from s2s_ft.modeling import (
+    MODEL_TYPES,
+    check_encoder_checkpoint,
+    check_tokenizer_folder,
+    extend_position_embeddings,
+    load_s2s_model,
+)
 from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from seq2seq_checks import (
     UsageError,
+    check_different,
+    check_flag_values,
+    check_integrations,
     check_model_reachable,
     check_output_dir,
+    checkpoint_problem,
     last_complete_checkpoint,
     parse_args_or_file,
     remove_previous_run,
     run_cli,
     save_results,
+    save_run_arguments,
     save_trainer_state,
     set_sibling_log_level,
 )
 
 logger = logging.getLogger(__name__)
+
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+LOG_LEVELS["critical"] = logging.CRITICAL
 
 # Files a finished (or partly finished) run of this script leaves in --output_dir: their presence means "results
 # here" (for check_output_dir and remove_previous_run; fewer than the summarization scripts', which also evaluate).
@@ -186,22 +200,28 @@ class S2SFTTrainingArguments(TrainingArguments):
 
 # Copied from examples.pytorch.summarization.seq2seq_setup.setup_logging
 def setup_logging(training_args) -> None:
-    """HF's log format on stdout; info on the main process, warnings only on the others."""
+    """HF's log format on stdout. On the main process our own lines (the script and its sibling modules) at info
+    and the libraries' at warning: their info lines are config dumps, cache notices and adverts. --log_level
+    info/debug lets the libraries speak too; other processes log warnings (--log_level_replica)."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
         handlers=[logging.StreamHandler(sys.stdout)],
     )
-    if training_args.should_log:
-        transformers.utils.logging.set_verbosity_info()
-    log_level = training_args.get_process_log_level()
-    set_sibling_log_level(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    requested = training_args.log_level if training_args.should_log else training_args.log_level_replica
+    if requested in LOG_LEVELS:
+        ours = libraries = LOG_LEVELS[requested]
+    else:  # "passive": our defaults
+        ours, libraries = (logging.INFO, logging.WARNING) if training_args.should_log else (logging.WARNING,) * 2
+    set_sibling_log_level(ours)
+    datasets.utils.logging.set_verbosity(libraries)
+    transformers.utils.logging.set_verbosity(libraries)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
-    # With CI=true in the environment transformers also passes its records to the root handler: each line twice.
+    # datasets and (with CI=true in the environment) transformers also pass their records to the root handler:
+    # each line twice.
     transformers.utils.logging.disable_propagation()
+    datasets.utils.logging.disable_propagation()
 
 
 def check_probabilities(data_args: DataTrainingArguments) -> None:
@@ -233,33 +253,64 @@ def check_probabilities(data_args: DataTrainingArguments) -> None:
 
 def validate_args(
     model_args: ModelArguments, data_args: DataTrainingArguments, training_args: S2SFTTrainingArguments
-) -> str | None:
-    """Check every flag and input file before anything is loaded; return a checkpoint to resume from, or None."""
+) -> None:
+    """Check every flag, input file and model folder before anything is loaded (the data rows are checked as they
+    are read, the --output_dir by `check_output_dir`)."""
     if model_args.model_type not in MODEL_TYPES:
         raise UsageError(f"--model_type must be one of {', '.join(MODEL_TYPES)}, got '{model_args.model_type}'")
     if not training_args.do_train:
         training_args.do_train = True  # this script only trains; decode with decode_seq2seq.py
     if data_args.train_file is None:
         raise UsageError("no data: pass --train_file (JSON lines with 'src' and 'tgt')")
-    check_data_file("--train_file", data_args.train_file)
+    check_flag_values(model_args, data_args, training_args)
     check_probabilities(data_args)
+    check_different(
+        "--source_column",
+        data_args.source_column,
+        "--target_column",
+        data_args.target_column,
+        "a model that copies its input learns nothing",
+    )
+    check_integrations("--report_to", training_args.report_to)
+    check_data_file("--train_file", data_args.train_file)
     check_model_reachable("--model_name_or_path", model_args.model_name_or_path)
     check_model_reachable("--tokenizer_name", model_args.tokenizer_name)
+    check_encoder_checkpoint("--model_name_or_path", model_args.model_name_or_path, model_args.model_type)
+    if model_args.tokenizer_name is None:
+        check_tokenizer_folder("--model_name_or_path", model_args.model_name_or_path)
+    else:
+        check_tokenizer_folder("--tokenizer_name", model_args.tokenizer_name, "another --tokenizer_name")
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and training_args.world_size == 1:
         raise UsageError(
             f"launched as {launched} processes (WORLD_SIZE={launched}), but they are not connected: each would "
             "train alone and write the same --output_dir; without GPUs, pass --use_cpu"
         )
+    check_resume_checkpoint(training_args)
+
+
+def check_resume_checkpoint(training_args: S2SFTTrainingArguments) -> None:
+    """Resolve --resume_from_checkpoint true/last to the last complete checkpoint; refuse a folder a resume cannot
+    load (missing, or without one of the files the Trainer reads: weights, optimizer, scheduler, RNG, state)."""
     resume = training_args.resume_from_checkpoint
-    if resume is not None and resume.lower() in ("true", "last"):
+    if resume is None:
+        return
+    if resume.lower() in ("true", "last"):
         found = last_complete_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
         if found is None:
-            raise UsageError(f"--resume_from_checkpoint: no checkpoint-* folder in {training_args.output_dir}")
+            raise UsageError(
+                f"--resume_from_checkpoint {resume}: no complete checkpoint-* folder in {training_args.output_dir}; "
+                "drop the flag to start from the beginning"
+            )
         training_args.resume_from_checkpoint = found
-    elif resume is not None and not os.path.isfile(os.path.join(resume, "trainer_state.json")):
-        raise UsageError(f"--resume_from_checkpoint {resume}: not a checkpoint folder (no trainer_state.json in it)")
-    return check_output_dir(training_args, RESULT_FILES)
+        return
+    if not os.path.isdir(resume):
+        raise UsageError(f"--resume_from_checkpoint {resume}: no such folder; pass a checkpoint-N folder")
+    problem = checkpoint_problem(resume, None)
+    if problem is not None:
+        raise UsageError(
+            f"--resume_from_checkpoint {resume}: not a complete checkpoint ({problem}); pass an earlier checkpoint-N"
+        )
 
 
 def tokenize_pairs(tokenizer, records: list[tuple], data_args: DataTrainingArguments) -> list[tuple]:
@@ -284,7 +335,12 @@ def main() -> None:
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, S2SFTTrainingArguments))
     model_args, data_args, training_args = parse_args_or_file(parser)
     setup_logging(training_args)
-    last_checkpoint = validate_args(model_args, data_args, training_args)
+    validate_args(model_args, data_args, training_args)
+    # Read the data before the --output_dir is touched: a bad row leaves it as it was.
+    records = read_records("--train_file", data_args.train_file, data_args.source_column, data_args.target_column)
+    if data_args.max_train_samples is not None:
+        records = records[: data_args.max_train_samples]
+    last_checkpoint = check_output_dir(training_args, RESULT_FILES)
     precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
     logger.warning(
         f"Process rank: {training_args.process_index}, device: {training_args.device}, "
@@ -299,11 +355,6 @@ def main() -> None:
 
     # Seed before the model is created so a new head's initialisation is reproducible.
     set_seed(training_args.seed)
-
-    # Load the data.
-    records = read_records("--train_file", data_args.train_file, data_args.source_column, data_args.target_column)
-    if data_args.max_train_samples is not None:
-        records = records[: data_args.max_train_samples]
 
     # Load the tokenizer and the encoder, converted to the BERT layout, with a position table long enough for
     # source + target (pseudo tokens reuse target positions).
@@ -376,7 +427,8 @@ def main() -> None:
         f"target_mask_prob {data_args.target_mask_prob}, label smoothing {data_args.label_smoothing}"
     )
 
-    # Train.
+    # Train; the full record of this run's arguments goes to --output_dir (run_arguments.json), not the log.
+    save_run_arguments(training_args.output_dir, model_args, data_args, training_args)
     trainer = Trainer(
         model=model,
         args=training_args,

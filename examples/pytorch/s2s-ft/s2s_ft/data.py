@@ -9,17 +9,19 @@ import numpy as np
 import torch
 
 from .masks import Corruption, SpecialIds, build_example, collate
-from .utils import UsageError
+from .utils import UsageError, check_utf8
 
 DATA_EXTENSIONS = (".jsonl", ".json", ".csv", ".tsv")
 
 
 def check_data_file(flag: str, path: str) -> None:
-    """Raise UsageError unless `path` is an existing, non-empty .jsonl/.json/.csv/.tsv file.
+    """Raise UsageError unless `path` is an existing, non-empty .jsonl/.json/.csv/.tsv file of UTF-8 text.
 
     The checks of `seq2seq_checks.check_data_file`, with s2s-ft's own messages: JSON lines come first (the
     format of its data) and a line holds one example (`{"src", "tgt"}`), not a row of a table.
     """
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} {path} is a directory; pass a .jsonl, .json, .csv or .tsv file inside it")
     extension = os.path.splitext(path)[1].lower()
     if extension not in DATA_EXTENSIONS:
         raise UsageError(f"{flag} {path}: unknown extension '{extension}'; use a .jsonl, .json, .csv or .tsv file")
@@ -27,37 +29,82 @@ def check_data_file(flag: str, path: str) -> None:
         raise UsageError(f"{flag} {path}: no such file")
     if os.path.getsize(path) == 0:
         raise UsageError(f"{flag} {path}: the file is empty; give it one example per line")
+    check_utf8(flag, path)
 
 
-def read_rows(flag: str, path: str) -> list[dict]:
-    """All rows of a JSON-lines file (`.json` may also be one JSON array) or a CSV/TSV file with a header."""
+def read_rows(flag: str, path: str) -> list:
+    """All rows of a JSON-lines file (`.json` may also be one JSON array, or `{"data": [rows]}`) or a CSV/TSV file
+    with a header. Raises UsageError naming the line that is not JSON."""
     extension = os.path.splitext(path)[1].lower()
     with open(path, encoding="utf-8", newline="" if extension in (".csv", ".tsv") else None) as handle:
         if extension in (".csv", ".tsv"):
             return list(csv.DictReader(handle, delimiter="\t" if extension == ".tsv" else ","))
         text = handle.read()
     try:
-        if text.lstrip().startswith("["):
-            return json.loads(text)
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as error:
-        raise UsageError(f"{flag} {path}: not valid JSON lines ({error})") from error
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None  # JSON lines (or broken JSON: found line by line below)
+    if isinstance(whole, list):
+        return whole
+    if isinstance(whole, dict) and isinstance(whole.get("data"), list) and len(whole) == 1:
+        return whole["data"]  # {"data": [rows]}, as datasets' `field="data"` reads it
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise UsageError(
+                f"{flag} {path} line {number}: not valid JSON ({error.msg} at column {error.colno}); give one "
+                'JSON object per line, e.g. {"src": "...", "tgt": "..."}'
+            ) from error
+    return rows
 
 
-def read_records(flag: str, path: str, source_column: str, target_column: str | None) -> list[tuple]:
-    """(source, target) pairs; each side is a string, or a list of tokens (pre-tokenised). With
-    `target_column=None` (decoding) targets are None. Raises UsageError naming the missing column."""
+def _row_value(flag: str, path: str, number: int, row, column: str, option: str):
+    """The row's `column`: a non-empty string or a list of token strings; UsageError naming the line otherwise."""
+    where = f"{flag} {path} line {number}"
+    if not isinstance(row, dict):
+        raise UsageError(
+            f"{where}: a {type(row).__name__}, not an object with '{column}'; give one JSON object per line"
+        )
+    if column not in row:
+        raise UsageError(f"{where}: no '{column}' ({', '.join(map(str, row)) or 'no keys'}); pass {option} <key>")
+    value = row[column]
+    if value is None:
+        raise UsageError(f"{where}: '{column}' is null; fill it in or drop the line")
+    if isinstance(value, list) and all(isinstance(token, str) for token in value):
+        if not value:
+            raise UsageError(f"{where}: '{column}' is an empty list of tokens; fill it in or drop the line")
+        return value
+    if not isinstance(value, str):
+        raise UsageError(
+            f"{where}: '{column}' is a {type(value).__name__} ({str(value)[:40]}), not text or a list of tokens; "
+            "fix the line"
+        )
+    if not value.strip():
+        raise UsageError(f"{where}: '{column}' is empty; fill it in or drop the line")
+    return value
+
+
+def read_records(
+    flag: str, path: str, source_column: str, target_column: str | None, source_option: str = "--source_column"
+) -> list[tuple]:
+    """(source, target) pairs; each side is a non-empty string, or a list of tokens (pre-tokenised). With
+    `target_column=None` (decoding) targets are None. Raises UsageError naming the file and line of a missing,
+    null, empty or mistyped value (`source_option`: the flag that renames the source key). Line numbers count data
+    rows (CSV: after the header)."""
     rows = read_rows(flag, path)
     if not rows:
         raise UsageError(f"{flag} {path}: no examples")
     records = []
     for number, row in enumerate(rows, start=1):
-        for column in (source_column, target_column):
-            if column is not None and (not isinstance(row, dict) or column not in row):
-                keys = ", ".join(row) if isinstance(row, dict) else type(row).__name__
-                option = "--source_column" if column == source_column else "--target_column"
-                raise UsageError(f"{flag} {path} line {number}: no '{column}' ({keys}); pass {option} <key>")
-        records.append((row[source_column], None if target_column is None else row[target_column]))
+        source = _row_value(flag, path, number, row, source_column, source_option)
+        target = (
+            None if target_column is None else _row_value(flag, path, number, row, target_column, "--target_column")
+        )
+        records.append((source, target))
     return records
 
 

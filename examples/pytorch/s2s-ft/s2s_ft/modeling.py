@@ -7,7 +7,9 @@ the stock layer modules that takes a boolean mask built from slot ranks (`masks.
 continue from cached keys/values, which `transformers`' own BERT forward does not offer.
 """
 
+import json
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -15,9 +17,59 @@ from transformers import AutoModelForMaskedLM, BertConfig, BertForMaskedLM, Elec
 from transformers.modeling_outputs import MaskedLMOutput
 
 from .masks import attention_allowed
+from .utils import UsageError
 
 # Upstream names -> how the checkpoint is turned into the BERT layout (spec §8).
 MODEL_TYPES = ("bert", "minilm", "roberta", "xlm-roberta", "electra")
+# The config.json `model_type`s each --model_type reads (MiniLM checkpoints are saved as BERT; so are ours).
+CONFIG_MODEL_TYPES = {
+    "bert": ("bert",),
+    "minilm": ("bert",),
+    "roberta": ("roberta", "camembert"),
+    "xlm-roberta": ("xlm-roberta",),
+    "electra": ("electra",),
+}
+# Any one of these in a folder means it carries a tokenizer.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model")
+
+
+def check_encoder_checkpoint(flag: str, path: str, model_type: str) -> None:
+    """Raise UsageError unless the local folder `path` holds a config.json of a BERT-like encoder that
+    `--model_type` reads. A Hub id (not a folder) is left to loading. Reads config.json only."""
+    if not os.path.isdir(path):
+        if os.path.exists(path):
+            raise UsageError(f"{flag} {path} is a file; pass the folder that holds config.json and the weights")
+        return
+    config_path = os.path.join(path, "config.json")
+    if not os.path.isfile(config_path):
+        raise UsageError(f"{flag} {path}: no config.json; pass a folder saved with save_pretrained (or a Hub id)")
+    try:
+        with open(config_path, encoding="utf-8") as handle:
+            found = json.load(handle).get("model_type")
+    except (OSError, ValueError, AttributeError) as error:
+        raise UsageError(f"{flag} {path}: config.json does not parse ({error}); restore it") from error
+    if found is None or found in CONFIG_MODEL_TYPES[model_type]:
+        return
+    readers = [name for name, types in CONFIG_MODEL_TYPES.items() if found in types]
+    if readers:
+        raise UsageError(
+            f"{flag} {path} is a {found} checkpoint (config.json model_type '{found}'), but --model_type is "
+            f"{model_type}; pass --model_type {readers[0]}"
+        )
+    raise UsageError(
+        f"{flag} {path} is a {found} model (config.json model_type '{found}'), not a BERT-like encoder, and "
+        f"--model_type {model_type} cannot read it; s2s-ft fine-tunes {', '.join(MODEL_TYPES)} checkpoints: pass "
+        "one (encoder-decoder models such as BART or T5 train with examples/pytorch/summarization/run_summarization.py)"
+    )
+
+
+def check_tokenizer_folder(flag: str, path: str, other_flag: str = "--tokenizer_name") -> None:
+    """Raise UsageError when the local folder `path` holds none of `TOKENIZER_FILES` (a Hub id is left alone)."""
+    if os.path.isdir(path) and not any(os.path.isfile(os.path.join(path, name)) for name in TOKENIZER_FILES):
+        raise UsageError(
+            f"{flag} {path} has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); save the tokenizer into "
+            f"it (tokenizer.save_pretrained), or pass {other_flag} <folder or Hub id>"
+        )
 
 
 class S2SFTForSeq2Seq(BertForMaskedLM):

@@ -5,6 +5,6 @@
 wherever `s2s_ft` is: both live in `examples/pytorch/s2s-ft/`, the scripts' folder.
 """
 
-from seq2seq_checks import UsageError, run_cli
+from seq2seq_checks import UsageError, check_utf8, run_cli
 
-__all__ = ["UsageError", "run_cli"]
+__all__ = ["UsageError", "check_utf8", "run_cli"]
