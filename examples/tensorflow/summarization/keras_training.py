@@ -1,8 +1,10 @@
-"""The Keras machinery of the TensorFlow seq2seq scripts: log set-up, the Keras-specific argument checks, loading a
-TF model, XLA generation, and training with `model.fit` over whole epochs with resumable epoch checkpoints.
+"""The Keras machinery of the TensorFlow seq2seq scripts: quiet TensorFlow start-up, log set-up, the Keras-specific
+argument checks, loading a TF model, XLA generation, and training with `model.fit` over whole epochs with resumable
+epoch checkpoints.
 
 Shared by the Keras summarization and translation scripts, kept identical by `utils/check_copies.py` (edit the
-summarization copy, then `make fix-copies`). Only the Keras folders use it, so it imports TensorFlow.
+summarization copy, then `make fix-copies`). Only the Keras folders use it, so it imports TensorFlow; the scripts
+import it before anything else, so that TensorFlow is first imported here, with its start-up notices hidden.
 """
 
 import json
@@ -12,18 +14,66 @@ import os
 import re
 import shutil
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 
-import datasets
-import numpy as np
-import tensorflow as tf
-import tf_keras
-import transformers
-from transformers import AutoConfig, AutoTokenizer, TFAutoModelForSeq2SeqLM, create_optimizer
+# TensorFlow's C++ notices (oneDNN, CUDA probing, CPU instructions, XLA service): hidden unless the user set
+# TF_CPP_MIN_LOG_LEVEL (0 shows them all). The level only reaches the notices printed after start-up; those printed
+# while TensorFlow is imported (before its log set-up) are filtered out of stderr by `tensorflow_notices_hidden`.
+TENSORFLOW_NOTICES_ASKED_FOR = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# absl/TensorFlow C++ log lines (I1203 14:10:00.123 or I0000 00:00:1796307090.939790, then the pid and the source
+# file), the absl banner before them, the CPU-instructions notice's second line, and "no CUDA driver" on a CPU machine.
+NATIVE_NOTICE = re.compile(
+    r"[IW]\d{4} \d\d:\d\d:[\d.]+ +\d+ |WARNING: All log messages before absl::InitializeLog|To enable the following "
+    r"instructions:|E\d{4} \d\d:\d\d:[\d.]+ +\d+ cuda_\w+\.cc:\d+\] failed call to cuInit"
+)
 
-from seq2seq_checks import (
+
+@contextmanager
+def tensorflow_notices_hidden():
+    """Send what is written to the stderr file descriptor (by C++ code too) to a temporary file while the block runs;
+    afterwards write back every line that is not one of TensorFlow's start-up notices (`NATIVE_NOTICE`). Does
+    nothing when the user set TF_CPP_MIN_LOG_LEVEL."""
+    if TENSORFLOW_NOTICES_ASKED_FOR:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [
+                line for line in captured.read().decode(errors="replace").splitlines(keepends=True)
+                if not NATIVE_NOTICE.match(line)
+            ]  # fmt: skip
+            sys.stderr.write("".join(kept))
+            sys.stderr.flush()
+
+
+with tensorflow_notices_hidden():
+    import tensorflow as tf
+
+import datasets  # noqa: E402
+import numpy as np  # noqa: E402
+import tf_keras  # noqa: E402
+import transformers  # noqa: E402
+from transformers import AutoConfig, AutoTokenizer, TFAutoModelForSeq2SeqLM, create_optimizer  # noqa: E402
+
+from seq2seq_checks import (  # noqa: E402
     UsageError,
+    check_flag_values,
+    check_integrations,
     check_model_reachable,
+    check_output_dir,
+    checkpoint_problem,
     is_offline_mode,
     last_complete_checkpoint,
     set_sibling_log_level,
@@ -35,21 +85,42 @@ logger = logging.getLogger(__name__)
 
 # Keras checkpoints: the weights and optimizer state of `checkpoint-N/`, written before its trainer_state.json.
 CHECKPOINT_PREFIX = "tf_checkpoint"
+# What a resume reads from checkpoint-N (see `checkpoint_problem`): the checkpoint's index and its data (one shard, as
+# `tf.train.Checkpoint.write` saves from one process), and the trainer_state.json written after them.
+KERAS_CHECKPOINT_FILES = (
+    (f"{CHECKPOINT_PREFIX}.index",),
+    (f"{CHECKPOINT_PREFIX}.data-00000-of-00001",),
+    ("trainer_state.json",),
+)
 LR_SCHEDULES = ("linear", "constant")
+# Library messages that say nothing to a user of these scripts: the deprecation of TF classes (these scripts exist
+# for that stack, see their docstrings) and the good news that every weight was loaded. Shown with --log_level info.
+QUIET_TRANSFORMERS_MESSAGES = (
+    "TensorFlow and JAX classes are deprecated",
+    "All model checkpoint layers were used",
+    "All the layers of ",
+)
 
 
 def setup_logging(training_args) -> None:
-    """HF's log format on stdout; our messages at info, the libraries' at warning (or --log_level)."""
+    """HF's log format on stdout: our messages (the script and this folder's modules) at info and the libraries' at
+    warning, with their routine notices left out (`QUIET_TRANSFORMERS_MESSAGES`); --log_level info/debug makes
+    everything speak at that level."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
         handlers=[logging.StreamHandler(sys.stdout)],
     )
-    set_sibling_log_level(logging.INFO)  # the script's logger and this folder's modules
-    library_level = logging.WARNING if training_args.log_level == "passive" else training_args.get_process_log_level()
-    datasets.utils.logging.set_verbosity(library_level)
-    transformers.utils.logging.set_verbosity(library_level)
-    tf.get_logger().setLevel(max(library_level, logging.WARNING))
+    requested = transformers.utils.logging.log_levels.get(training_args.log_level)  # None for "passive"
+    ours, libraries = (requested, requested) if requested is not None else (logging.INFO, logging.WARNING)
+    set_sibling_log_level(ours)
+    datasets.utils.logging.set_verbosity(libraries)
+    transformers.utils.logging.set_verbosity(libraries)
+    tf.get_logger().setLevel(max(libraries, logging.WARNING))
+    if libraries >= logging.WARNING:
+        logging.getLogger("transformers.modeling_tf_utils").addFilter(
+            lambda record: not record.getMessage().startswith(QUIET_TRANSFORMERS_MESSAGES)
+        )
     # With CI=true in the environment transformers also passes its records to the root handler: each line twice.
     transformers.utils.logging.disable_propagation()
 
@@ -73,14 +144,10 @@ def log_metrics(split: str, metrics: dict) -> None:
 
 
 def check_keras_run_args(model_args, data_args, training_args) -> None:
-    """Check what the Keras scripts need of their arguments: lengths, sample caps, whole epochs, a learning-rate
-    schedule the Keras optimizer has, Hub access and --resume_from_checkpoint; raise UsageError naming the fix."""
-    for name in ("max_source_length", "max_target_length", "val_max_target_length"):
-        if getattr(data_args, name) < 1:
-            raise UsageError(f"--{name} must be a positive number of tokens, got {getattr(data_args, name)}")
-    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples", "num_beams"):
-        if getattr(data_args, name) is not None and getattr(data_args, name) < 1:
-            raise UsageError(f"--{name} must be at least 1, got {getattr(data_args, name)} (leave it out for all)")
+    """Check what the Keras scripts need of their arguments: flag values, whole epochs, a learning-rate schedule the
+    Keras optimizer has, --fp16 only on a GPU, --report_to packages, Hub access and --resume_from_checkpoint; raise
+    UsageError naming the fix."""
+    check_flag_values(model_args, data_args, training_args)
     if training_args.do_train and training_args.max_steps <= 0 and int(training_args.num_train_epochs) < 1:
         raise UsageError(
             f"--num_train_epochs {training_args.num_train_epochs}: Keras trains whole epochs; pass 1 or more "
@@ -92,6 +159,9 @@ def check_keras_run_args(model_args, data_args, training_args) -> None:
             f"--lr_scheduler_type {schedule}: the Keras optimizer supports "
             f"{' and '.join(LR_SCHEDULES)} (with warmup); pass one of them"
         )
+    if training_args.fp16 and not training_args.tpu_name:
+        check_fp16_device(training_args)
+    check_integrations("--report_to", training_args.report_to)
     if (training_args.do_eval or training_args.do_predict) and not training_args.predict_with_generate:
         logger.warning("with --predict_with_generate False, eval/predict report only the loss, no generation metrics")
     if training_args.push_to_hub and is_offline_mode():
@@ -101,17 +171,59 @@ def check_keras_run_args(model_args, data_args, training_args) -> None:
     check_model_reachable("--model_name_or_path", model_args.model_name_or_path)
     check_model_reachable("--config_name", model_args.config_name)
     check_model_reachable("--tokenizer_name", model_args.tokenizer_name)
+    check_resume_checkpoint(training_args)
 
-    resume = training_args.resume_from_checkpoint
-    if resume is not None and resume.lower() in ("true", "last"):
-        resume = (
-            last_complete_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+
+def check_fp16_device(training_args) -> None:
+    """Refuse --fp16 without a GPU: Keras' mixed_float16 on the CPU emulates float16 (slower than float32) and trains
+    these models to NaN from the first step (float16 overflows in attention and layer norms). Raises UsageError."""
+    with tensorflow_notices_hidden():  # the device probe prints "failed call to cuInit" on a machine without GPUs
+        gpus = [] if training_args.no_cuda else tf.config.list_physical_devices("GPU")
+    if not gpus:
+        raise UsageError(
+            "--fp16 without a GPU: TensorFlow's mixed_float16 on the CPU is slower than float32 and trains these "
+            "models to NaN losses; drop --fp16 (use it on a GPU)"
         )
+
+
+def check_resume_checkpoint(training_args) -> None:
+    """Resolve --resume_from_checkpoint true/last to the newest complete checkpoint-N of --output_dir, and check
+    that a given folder holds everything a resume reads (`KERAS_CHECKPOINT_FILES`). Raises UsageError."""
+    resume = training_args.resume_from_checkpoint
+    if resume is None:
+        return
+    if resume.lower() in ("true", "last"):
+        output_dir = training_args.output_dir
+        resume = last_complete_checkpoint(output_dir, KERAS_CHECKPOINT_FILES) if os.path.isdir(output_dir) else None
         if resume is None:
-            raise UsageError(f"--resume_from_checkpoint: no checkpoint-* folder in {training_args.output_dir}")
+            raise UsageError(
+                f"--resume_from_checkpoint {training_args.resume_from_checkpoint}: no complete "
+                f"checkpoint-* folder in {output_dir}; drop the flag to start from the beginning"
+            )
         training_args.resume_from_checkpoint = resume
-    elif resume is not None and not os.path.isfile(os.path.join(resume, "trainer_state.json")):
-        raise UsageError(f"--resume_from_checkpoint {resume}: not a checkpoint folder (no trainer_state.json in it)")
+        return
+    if not os.path.isdir(resume):
+        raise UsageError(f"--resume_from_checkpoint {resume}: no such folder; pass a checkpoint-N folder of a run")
+    match = re.fullmatch(r"checkpoint-(\d+)", os.path.basename(os.path.normpath(resume)))
+    problem = checkpoint_problem(resume, int(match.group(1)) if match else None, KERAS_CHECKPOINT_FILES)
+    if problem is not None:
+        raise UsageError(
+            f"--resume_from_checkpoint {resume}: not a complete Keras checkpoint ({problem}); pass another "
+            "checkpoint-N folder"
+        )
+
+
+def setup_strategy(training_args):
+    """`training_args.strategy` (devices found, TPU connected, mixed precision set), with the device probe's notices
+    hidden: TensorFlow prints "failed call to cuInit" on every machine without a GPU."""
+    with tensorflow_notices_hidden():
+        return training_args.strategy
+
+
+def check_keras_output_dir(training_args) -> str | None:
+    """`check_output_dir` for the Keras checkpoints: take the --output_dir lock and return the last complete
+    checkpoint-N to resume from (or None); raise UsageError for a folder holding an earlier run's results."""
+    return check_output_dir(training_args, checkpoint_files=KERAS_CHECKPOINT_FILES)
 
 
 def fit_position_embeddings(model, data_args) -> None:
@@ -272,10 +384,97 @@ class StopAtStep(tf_keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def build_optimizer(training_args, total_steps: int):
+class StopOnNonFiniteLoss(tf_keras.callbacks.Callback):
+    """Stop training with a UsageError at the first step whose loss is NaN or infinite (Keras' running mean of the
+    epoch, so it stays so once a step diverged): the weights are broken from there on, and no checkpoint or result
+    of them is written."""
+
+    def __init__(self, training_args):
+        super().__init__()
+        self.training_args = training_args
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if math.isfinite(loss):
+            return
+        args = self.training_args
+        step = int(self.model.optimizer.iterations.numpy())
+        kept = (
+            last_complete_checkpoint(args.output_dir, KERAS_CHECKPOINT_FILES)
+            if os.path.isdir(args.output_dir)
+            else None
+        )
+        raise UsageError(
+            f"the training loss became {loss} at step {step} (--learning_rate {args.learning_rate}"
+            f"{', --fp16' if args.fp16 else ''}): training diverged; lower --learning_rate"
+            f"{' or drop --fp16' if args.fp16 else ''} and start again"
+            f"{f' (the last finite checkpoint is {kept})' if kept else ''}"
+        )
+
+
+def plan_training(training_args, num_examples: int) -> dict:
+    """The shape of the training run: batch size (per device x replicas), steps per epoch, epochs, optimization
+    steps and warmup steps (from --max_steps or --num_train_epochs). Raises UsageError when the batch is larger
+    than the training set."""
+    replicas = training_args.strategy.num_replicas_in_sync
+    batch_size = training_args.per_device_train_batch_size * replicas
+    steps_per_epoch = num_examples // batch_size
+    if steps_per_epoch == 0:
+        raise UsageError(
+            f"--per_device_train_batch_size {training_args.per_device_train_batch_size} x {replicas} replicas is "
+            f"more than the {num_examples} training examples; pass a smaller batch size"
+        )
+    if training_args.max_steps > 0:
+        total_steps = training_args.max_steps
+        num_epochs = math.ceil(total_steps / steps_per_epoch)
+    else:
+        num_epochs = int(training_args.num_train_epochs)
+        total_steps = steps_per_epoch * num_epochs
+    warmup_steps = training_args.warmup_steps or math.ceil(total_steps * training_args.warmup_ratio)
+    return {
+        "batch_size": batch_size,
+        "steps_per_epoch": steps_per_epoch,
+        "num_epochs": num_epochs,
+        "total_steps": total_steps,
+        "warmup_steps": warmup_steps,
+    }
+
+
+def describe_keras_run(training_args, train_dataset=None, eval_dataset=None, predict_dataset=None) -> str:
+    """One line with the settings users most often get wrong: examples per split, the batch each optimizer step
+    sees (per device x replicas), the number of steps, precision, device, strategy and XLA. Raises UsageError
+    like `plan_training`."""
+    strategy = training_args.strategy
+    parts = []
+    if train_dataset is not None:
+        plan = plan_training(training_args, len(train_dataset))
+        parts.append(
+            f"training on {len(train_dataset)} examples: {plan['total_steps']} steps ({plan['num_epochs']} epoch(s) of "
+            f"{plan['steps_per_epoch']}, {plan['warmup_steps']} warmup) of {plan['batch_size']} examples "
+            f"({training_args.per_device_train_batch_size} per device x {strategy.num_replicas_in_sync} replicas)"
+        )
+    if eval_dataset is not None:
+        parts.append(f"evaluating on {len(eval_dataset)}")
+    if predict_dataset is not None:
+        parts.append(f"predicting {len(predict_dataset)}")
+    device = (
+        "tpu"
+        if isinstance(strategy, tf.distribute.TPUStrategy)
+        else "gpu"
+        if tf.config.list_logical_devices("GPU")
+        else "cpu"
+    )
+    parts.append(
+        f"{tf_keras.mixed_precision.global_policy().name} on {device} ({type(strategy).__name__}, "
+        f"{strategy.num_replicas_in_sync} replicas), TensorFlow {tf.__version__}, XLA training: {training_args.xla}, "
+        f"XLA generation: {training_args.use_xla_generation}"
+    )
+    return "Run: " + "; ".join(parts)
+
+
+def build_optimizer(training_args, total_steps: int, warmup_steps: int):
     """transformers' AdamW-style Keras optimizer with linear warmup, then linear (or, for
     --lr_scheduler_type constant, no) decay to 0 over `total_steps`; clipped by --max_grad_norm."""
-    warmup_steps = training_args.warmup_steps or math.ceil(total_steps * training_args.warmup_ratio)
     optimizer, _ = create_optimizer(
         init_lr=training_args.learning_rate,
         num_train_steps=total_steps,
@@ -288,7 +487,7 @@ def build_optimizer(training_args, total_steps: int):
         # A polynomial decay of power 0 keeps the rate constant after the warmup.
         power=0.0 if training_args.lr_scheduler_type == "constant" else training_args.poly_power,
     )
-    return optimizer, warmup_steps
+    return optimizer
 
 
 def train_model(
@@ -297,26 +496,15 @@ def train_model(
     """Compile and `fit` the model over whole epochs (resuming from `checkpoint_dir`, if given), with a checkpoint
     and a log_history entry per epoch; write trainer_state.json and return the train metrics.
 
-    Raises UsageError when the batch is larger than the training set.
+    Raises UsageError when the batch is larger than the training set, or when the loss stops being finite.
     """
-    strategy = training_args.strategy
-    batch_size = training_args.per_device_train_batch_size * strategy.num_replicas_in_sync
-    steps_per_epoch = len(train_dataset) // batch_size
-    if steps_per_epoch == 0:
-        raise UsageError(
-            f"--per_device_train_batch_size {training_args.per_device_train_batch_size} x "
-            f"{strategy.num_replicas_in_sync} replicas is more than the {len(train_dataset)} training examples; "
-            "pass a smaller batch size"
-        )
+    plan = plan_training(training_args, len(train_dataset))
+    batch_size, steps_per_epoch, num_epochs = plan["batch_size"], plan["steps_per_epoch"], plan["num_epochs"]
+    callbacks = [StopOnNonFiniteLoss(training_args), *callbacks]
     if training_args.max_steps > 0:
-        total_steps = training_args.max_steps
-        num_epochs = math.ceil(total_steps / steps_per_epoch)
-        callbacks = [*callbacks, StopAtStep(total_steps)]
-    else:
-        num_epochs = int(training_args.num_train_epochs)
-        total_steps = steps_per_epoch * num_epochs
-    with strategy.scope():
-        optimizer, warmup_steps = build_optimizer(training_args, total_steps)
+        callbacks.append(StopAtStep(plan["total_steps"]))
+    with training_args.strategy.scope():
+        optimizer = build_optimizer(training_args, plan["total_steps"], plan["warmup_steps"])
         # No loss argument: the model computes its own (masked) loss from the labels in the batch.
         model.compile(optimizer=optimizer, jit_compile=training_args.xla)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
@@ -335,10 +523,6 @@ def train_model(
         batch_size=batch_size,
         shuffle=False,  # shuffled per epoch by epoch_order, reproducibly across a resume
         drop_remainder=True,
-    )
-    logger.info(
-        f"***** Running training: {len(train_dataset)} examples, {num_epochs} epochs of {steps_per_epoch} steps, "
-        f"batch size {batch_size}, {total_steps} optimization steps, {warmup_steps} warmup *****"
     )
     save, limit = training_args.save_strategy != "no", training_args.save_total_limit
     callbacks.append(EpochCheckpoint(training_args.output_dir, checkpoint, log_history, save, limit))

@@ -35,7 +35,24 @@ import os
 import time
 from dataclasses import dataclass, field
 
-import tensorflow as tf
+# keras_training first: TensorFlow is imported there, its start-up notices hidden.
+from keras_training import (
+    check_keras_output_dir,
+    check_keras_run_args,
+    describe_keras_run,
+    fit_position_embeddings,
+    load_model_and_tokenizer,
+    log_metrics,
+    loss_and_generated_ids,
+    make_generate_function,
+    save_results,
+    setup_logging,
+    setup_strategy,
+    to_tf_dataset,
+    train_model,
+)
+
+# isort: split
 from transformers import (
     DefaultDataCollator,
     HfArgumentParser,
@@ -45,27 +62,17 @@ from transformers import (
     set_seed,
 )
 
-from keras_training import (
-    check_keras_run_args,
-    fit_position_embeddings,
-    load_model_and_tokenizer,
-    log_metrics,
-    loss_and_generated_ids,
-    make_generate_function,
-    save_results,
-    setup_logging,
-    to_tf_dataset,
-    train_model,
-)
 from rouge_scoring import check_sentence_splitter, compute_rouge
 from seq2seq_checks import (
+    BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
     UsageError,
     check_data_file,
-    check_output_dir,
+    check_different,
     parse_args_or_file,
     remove_previous_run,
     run_cli,
+    save_run_arguments,
 )
 from seq2seq_data import (
     DataCollatorForSeq2SeqAllowingNoLabels,
@@ -240,7 +247,7 @@ class SummarizationTrainingArguments(TFTrainingArguments):
     )
 
 
-# Copied from examples.pytorch.summarization.run_summarization.validate_args with check_trainer_run_args->check_keras_run_args
+# Copied from examples.pytorch.summarization.run_summarization.validate_args with check_trainer_run_args->check_keras_run_args, check_output_dir->check_keras_output_dir
 def validate_args(
     model_args: ModelArguments, data_args: DataTrainingArguments, training_args: SummarizationTrainingArguments
 ) -> str | None:
@@ -248,7 +255,7 @@ def validate_args(
 
     The data checks are here (the task's own inputs: edit them with the data flags); the run settings (lengths,
     sample caps, launch, Hub, resume) are checked by `check_keras_run_args`, and the --output_dir guard is
-    `check_output_dir`. Raises UsageError with the flag, the problem and the fix.
+    `check_keras_output_dir`. Raises UsageError with the flag, the problem and the fix.
     """
     if data_args.dataset_name is None and not (
         data_args.train_file or data_args.validation_file or data_args.test_file
@@ -265,8 +272,15 @@ def validate_args(
             and not getattr(data_args, f"{split}_file")
         ):
             raise UsageError(f"--{action} needs data: pass {DATA_FILE_FLAGS[split]} (or --dataset_name)")
+    check_different(
+        "--text_column",
+        data_args.text_column,
+        "--summary_column",
+        data_args.summary_column,
+        "the model would learn to copy its input",
+    )
     check_keras_run_args(model_args, data_args, training_args)
-    return check_output_dir(training_args)
+    return check_keras_output_dir(training_args)
 
 
 def make_metric_fn(tokenizer, references: list[str | list[str]], max_length: int):
@@ -296,12 +310,8 @@ def main() -> None:
         return
     if training_args.predict_with_generate and (training_args.do_eval or training_args.do_predict):
         check_sentence_splitter()
-    strategy = training_args.strategy
-    logger.warning(
-        f"TensorFlow {tf.__version__}, strategy: {type(strategy).__name__}, replicas: {strategy.num_replicas_in_sync}, "
-        f"XLA training: {training_args.xla}, XLA generation: {training_args.use_xla_generation}"
-    )
-    logger.info(f"Training/evaluation parameters {training_args}")
+    strategy = setup_strategy(training_args)
+    logger.debug(f"Training/evaluation parameters {training_args}")  # all of them: run_arguments.json
     if training_args.overwrite_output_dir:
         remove_previous_run(training_args.output_dir)
     checkpoint_dir = training_args.resume_from_checkpoint or last_checkpoint
@@ -439,6 +449,11 @@ def main() -> None:
         generate_kwargs["num_beams"] = num_beams
     generate = make_generate_function(model, generate_kwargs, training_args.use_xla_generation)
 
+    # The run's settings: one line here, every argument in run_arguments.json (written once nothing can fail a check).
+    run_line = describe_keras_run(training_args, train_dataset, eval_dataset, predict_dataset)
+    save_run_arguments(training_args.output_dir, model_args, data_args, training_args)
+    logger.info(run_line)
+
     # Train: one fit() over whole epochs; each epoch ends with eval metrics (when --do_eval) and a checkpoint.
     if training_args.do_train:
         callbacks = []
@@ -510,7 +525,7 @@ def main() -> None:
         if predictions is not None:
             write_predictions(os.path.join(training_args.output_dir, "generated_predictions.txt"), predictions)
 
-    written = sorted(os.listdir(training_args.output_dir))
+    written = sorted(set(os.listdir(training_args.output_dir)) - set(BOOKKEEPING_FILES))
     logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: {', '.join(written)}")
 
 

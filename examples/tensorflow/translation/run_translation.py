@@ -36,7 +36,24 @@ import os
 import time
 from dataclasses import dataclass, field
 
-import tensorflow as tf
+# keras_training first: TensorFlow is imported there, its start-up notices hidden.
+from keras_training import (
+    check_keras_output_dir,
+    check_keras_run_args,
+    describe_keras_run,
+    fit_position_embeddings,
+    load_model_and_tokenizer,
+    log_metrics,
+    loss_and_generated_ids,
+    make_generate_function,
+    save_results,
+    setup_logging,
+    setup_strategy,
+    to_tf_dataset,
+    train_model,
+)
+
+# isort: split
 from transformers import (
     DefaultDataCollator,
     HfArgumentParser,
@@ -47,26 +64,16 @@ from transformers import (
 )
 
 from bleu_scoring import BLEU_TOKENIZERS, choose_bleu_tokenizer, compute_translation_metrics
-from keras_training import (
-    check_keras_run_args,
-    fit_position_embeddings,
-    load_model_and_tokenizer,
-    log_metrics,
-    loss_and_generated_ids,
-    make_generate_function,
-    save_results,
-    setup_logging,
-    to_tf_dataset,
-    train_model,
-)
 from seq2seq_checks import (
+    BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
     UsageError,
     check_data_file,
-    check_output_dir,
+    check_different,
     parse_args_or_file,
     remove_previous_run,
     run_cli,
+    save_run_arguments,
 )
 from seq2seq_data import DataCollatorForSeq2SeqAllowingNoLabels, decode_predictions, first_reference, write_predictions
 from translation_data import (
@@ -285,7 +292,7 @@ class TranslationTrainingArguments(TFTrainingArguments):
     )
 
 
-# Copied from examples.pytorch.translation.run_translation.validate_args with check_trainer_run_args->check_keras_run_args
+# Copied from examples.pytorch.translation.run_translation.validate_args with check_trainer_run_args->check_keras_run_args, check_output_dir->check_keras_output_dir
 def validate_args(
     model_args: ModelArguments, data_args: DataTrainingArguments, training_args: TranslationTrainingArguments
 ) -> str | None:
@@ -295,6 +302,15 @@ def validate_args(
     """
     if data_args.source_lang is None or data_args.target_lang is None:
         raise UsageError("pass --source_lang and --target_lang (e.g. en and ro; en_XX and ro_RO for mBART)")
+    why = "a model cannot learn to translate a language into itself"
+    check_different("--source_lang", data_args.source_lang, "--target_lang", data_args.target_lang, why)
+    check_different(
+        "--source_column",
+        data_args.source_column,
+        "--target_column",
+        data_args.target_column,
+        "the source and target texts would be the same data (by default each is its --*_lang up to the first '_')",
+    )
     if data_args.dataset_name is None and not (
         data_args.train_file or data_args.validation_file or data_args.test_file
     ):
@@ -304,6 +320,11 @@ def validate_args(
         pair = text_pair_files(path, data_args) if path is not None else None
         if pair is not None:
             check_text_pair(flag, *pair, needs_target=split != "test")
+        elif path is not None and not os.path.splitext(path)[1] and not os.path.exists(path):
+            raise UsageError(
+                f"{flag} {path}: no such file, nor a {path}.{data_args.source_column} file of line-aligned "
+                "sentences (a PREFIX of PREFIX.<source> and PREFIX.<target>); check the path"
+            )
         elif path is not None:
             check_data_file(flag, path)
     for action, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
@@ -322,8 +343,33 @@ def validate_args(
         raise UsageError(
             f"--romanian_postprocessing is for Romanian targets, but --target_lang is {data_args.target_lang}; drop it"
         )
+    if data_args.max_target_length < 2 and data_args.val_max_target_length == data_args.max_target_length:
+        raise UsageError(
+            f"--max_target_length {data_args.max_target_length} is also the generation length (the default of "
+            "--val_max_target_length), which must be at least 2 (the decoder start token plus one generated "
+            "token); pass e.g. --max_target_length 128, or --val_max_target_length 128 as well"
+        )
     check_keras_run_args(model_args, data_args, training_args)
-    return check_output_dir(training_args)
+    return check_keras_output_dir(training_args)
+
+
+def check_language_pair(data_args: DataTrainingArguments) -> None:
+    """Raise UsageError when the source and target are one language, or one column of the data (en_XX and en_GB
+    both read the 'en' column): the model would learn to copy its input."""
+    check_different(
+        "--source_lang",
+        data_args.source_lang,
+        "--target_lang",
+        data_args.target_lang,
+        "translation needs two languages",
+    )
+    check_different(
+        "--source_column",
+        data_args.source_column,
+        "--target_column",
+        data_args.target_column,
+        "the model would learn to copy its input (the columns default to the language codes up to '_')",
+    )
 
 
 def make_metric_fn(tokenizer, references: list[str | list[str]], bleu_tokenize: str, romanian: bool, max_length: int):
@@ -343,17 +389,14 @@ def main() -> None:
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TranslationTrainingArguments))
     model_args, data_args, training_args = parse_args_or_file(parser)
     setup_logging(training_args)
+    check_language_pair(data_args)
     last_checkpoint = validate_args(model_args, data_args, training_args)
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         logger.info("There is nothing to do: pass --do_train, --do_eval and/or --do_predict.")
         return
     bleu_tokenize = choose_bleu_tokenizer(data_args.target_lang, data_args.bleu_tokenize)
-    strategy = training_args.strategy
-    logger.warning(
-        f"TensorFlow {tf.__version__}, strategy: {type(strategy).__name__}, replicas: {strategy.num_replicas_in_sync}, "
-        f"XLA training: {training_args.xla}, XLA generation: {training_args.use_xla_generation}"
-    )
-    logger.info(f"Training/evaluation parameters {training_args}")
+    strategy = setup_strategy(training_args)
+    logger.debug(f"Training/evaluation parameters {training_args}")  # all of them: run_arguments.json
     if training_args.overwrite_output_dir:
         remove_previous_run(training_args.output_dir)
     checkpoint_dir = training_args.resume_from_checkpoint or last_checkpoint
@@ -485,6 +528,11 @@ def main() -> None:
     generate = make_generate_function(model, generate_kwargs, training_args.use_xla_generation)
     romanian = data_args.romanian_postprocessing
 
+    # The run's settings: one line here, every argument in run_arguments.json (written once nothing can fail a check).
+    run_line = describe_keras_run(training_args, train_dataset, eval_dataset, predict_dataset)
+    save_run_arguments(training_args.output_dir, model_args, data_args, training_args)
+    logger.info(run_line)
+
     # Train: one fit() over whole epochs; each epoch ends with eval metrics (when --do_eval) and a checkpoint.
     if training_args.do_train:
         callbacks = []
@@ -558,7 +606,7 @@ def main() -> None:
         if predictions is not None:
             write_predictions(os.path.join(training_args.output_dir, "generated_predictions.txt"), predictions)
 
-    written = sorted(os.listdir(training_args.output_dir))
+    written = sorted(set(os.listdir(training_args.output_dir)) - set(BOOKKEEPING_FILES))
     logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: {', '.join(written)}")
 
 
