@@ -353,25 +353,6 @@ def validate_args(
     return check_keras_output_dir(training_args)
 
 
-def check_language_pair(data_args: DataTrainingArguments) -> None:
-    """Raise UsageError when the source and target are one language, or one column of the data (en_XX and en_GB
-    both read the 'en' column): the model would learn to copy its input."""
-    check_different(
-        "--source_lang",
-        data_args.source_lang,
-        "--target_lang",
-        data_args.target_lang,
-        "translation needs two languages",
-    )
-    check_different(
-        "--source_column",
-        data_args.source_column,
-        "--target_column",
-        data_args.target_column,
-        "the model would learn to copy its input (the columns default to the language codes up to '_')",
-    )
-
-
 def make_metric_fn(tokenizer, references: list[str | list[str]], bleu_tokenize: str, romanian: bool, max_length: int):
     """`metric_fn` for KerasMetricCallback: BLEU and chrF of the generated texts (numbers only: Keras logs them)."""
 
@@ -389,7 +370,6 @@ def main() -> None:
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TranslationTrainingArguments))
     model_args, data_args, training_args = parse_args_or_file(parser)
     setup_logging(training_args)
-    check_language_pair(data_args)
     last_checkpoint = validate_args(model_args, data_args, training_args)
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         logger.info("There is nothing to do: pass --do_train, --do_eval and/or --do_predict.")
