@@ -39,18 +39,27 @@ from transformers import HfArgumentParser, Seq2SeqTrainingArguments, default_dat
 
 from bleu_scoring import BLEU_TOKENIZERS, choose_bleu_tokenizer, compute_translation_metrics
 from seq2seq_checks import (
+    BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
     UsageError,
     check_data_file,
+    check_different,
     check_output_dir,
     parse_args_or_file,
     remove_previous_run,
     run_cli,
     save_results,
+    save_run_arguments,
     save_trainer_state,
 )
 from seq2seq_data import DataCollatorForSeq2SeqAllowingNoLabels, decode_predictions, first_reference, write_predictions
-from seq2seq_setup import check_trainer_run_args, fit_position_embeddings, load_model_and_tokenizer, setup_logging
+from seq2seq_setup import (
+    check_trainer_run_args,
+    describe_trainer_run,
+    fit_position_embeddings,
+    load_model_and_tokenizer,
+    setup_logging,
+)
 from trainer_speedups import Seq2SeqTrainerWithSpeedups, order_for_generation, restore_input_order
 from translation_data import (
     T5_LANGUAGE_NAMES,
@@ -351,6 +360,15 @@ def validate_args(
     """
     if data_args.source_lang is None or data_args.target_lang is None:
         raise UsageError("pass --source_lang and --target_lang (e.g. en and ro; en_XX and ro_RO for mBART)")
+    why = "a model cannot learn to translate a language into itself"
+    check_different("--source_lang", data_args.source_lang, "--target_lang", data_args.target_lang, why)
+    check_different(
+        "--source_column",
+        data_args.source_column,
+        "--target_column",
+        data_args.target_column,
+        "the source and target texts would be the same data (by default each is its --*_lang up to the first '_')",
+    )
     if data_args.dataset_name is None and not (
         data_args.train_file or data_args.validation_file or data_args.test_file
     ):
@@ -360,6 +378,11 @@ def validate_args(
         pair = text_pair_files(path, data_args) if path is not None else None
         if pair is not None:
             check_text_pair(flag, *pair, needs_target=split != "test")
+        elif path is not None and not os.path.splitext(path)[1] and not os.path.exists(path):
+            raise UsageError(
+                f"{flag} {path}: no such file, nor a {path}.{data_args.source_column} file of line-aligned "
+                "sentences (a PREFIX of PREFIX.<source> and PREFIX.<target>); check the path"
+            )
         elif path is not None:
             check_data_file(flag, path)
     for action, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
@@ -377,6 +400,12 @@ def validate_args(
     if data_args.romanian_postprocessing and data_args.target_lang.lower()[:2] != "ro":
         raise UsageError(
             f"--romanian_postprocessing is for Romanian targets, but --target_lang is {data_args.target_lang}; drop it"
+        )
+    if data_args.max_target_length < 2 and data_args.val_max_target_length == data_args.max_target_length:
+        raise UsageError(
+            f"--max_target_length {data_args.max_target_length} is also the generation length (the default of "
+            "--val_max_target_length), which must be at least 2 (the decoder start token plus one generated "
+            "token); pass e.g. --max_target_length 128, or --val_max_target_length 128 as well"
         )
     check_trainer_run_args(model_args, data_args, training_args)
     return check_output_dir(training_args)
@@ -411,12 +440,7 @@ def main() -> None:
         logger.info("There is nothing to do: pass --do_train, --do_eval and/or --do_predict.")
         return
     bleu_tokenize = choose_bleu_tokenizer(data_args.target_lang, data_args.bleu_tokenize)
-    precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
-    logger.warning(
-        f"Process rank: {training_args.process_index}, device: {training_args.device}, "
-        f"world size: {training_args.world_size}, precision: {precision}"
-    )
-    logger.info(f"Training/evaluation parameters {training_args}")
+    logger.debug(f"Training/evaluation parameters {training_args}")  # all of them: run_arguments.json
     if training_args.device.type == "cpu":
         training_args.dataloader_pin_memory = False  # pinning only helps copies to an accelerator
     if training_args.overwrite_output_dir and training_args.should_save:
@@ -585,6 +609,8 @@ def main() -> None:
         data_collator=data_collator,
         compute_metrics=metrics_for(training_eval[1], training_eval[2]),
     )
+    save_run_arguments(training_args.output_dir, model_args, data_args, training_args)
+    logger.info(describe_trainer_run(trainer, train_dataset, eval_dataset, predict_dataset))
 
     # Train.
     if training_args.do_train:
@@ -639,7 +665,7 @@ def main() -> None:
     elif training_args.do_train:
         trainer.create_model_card(**card)
     if trainer.is_world_process_zero():
-        written = sorted(os.listdir(training_args.output_dir)) if os.path.isdir(training_args.output_dir) else []
+        written = sorted(set(os.listdir(training_args.output_dir)) - set(BOOKKEEPING_FILES))
         logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: {', '.join(written)}")
     # Every process waits for the others, then closes the process group of a multi-process launch: a process that
     # exits while another one still runs can abort in gloo's threads ("terminate called without an active

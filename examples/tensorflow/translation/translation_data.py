@@ -14,7 +14,7 @@ import re
 import datasets
 from datasets import DatasetDict
 
-from seq2seq_checks import DATA_FILE_FLAGS, UsageError
+from seq2seq_checks import DATA_FILE_FLAGS, UsageError, check_utf8
 from seq2seq_data import check_language_code, first_reference, load_data_file, load_hub_dataset
 
 logger = logging.getLogger(__name__)
@@ -58,13 +58,16 @@ def read_lines(path: str) -> list[str]:
 
 
 def check_text_pair(flag: str, source_path: str, target_path: str | None, needs_target: bool) -> None:
-    """Raise UsageError for an empty source file, a missing target file, or files of different line counts."""
+    """Raise UsageError for an empty source file, a missing target file, a file that is not UTF-8 text, or files
+    of different line counts."""
     if os.path.getsize(source_path) == 0:
         raise UsageError(f"{flag} {source_path}: the file is empty; give it one sentence per line")
+    check_utf8(flag, source_path)
     if target_path is None:
         if needs_target:
             raise UsageError(f"{flag}: {source_path} has no target file next to it; add the line-aligned target file")
         return
+    check_utf8(flag, target_path)
     source_lines, target_lines = len(read_lines(source_path)), len(read_lines(target_path))
     if source_lines != target_lines:
         raise UsageError(
@@ -88,16 +91,54 @@ def load_translation_datasets(model_args, data_args) -> DatasetDict:
                 columns[data_args.target_column] = read_lines(target_path)
             splits[split] = datasets.Dataset.from_dict(columns)
         elif path is not None:
-            splits[split] = load_data_file(flag, path, split, model_args.cache_dir)
+            dataset = load_data_file(flag, path, split, model_args.cache_dir)
+            if dataset.num_rows == 1 and os.path.splitext(path)[1].lower() == ".json":
+                dataset = rows_of_json_object(flag, path, split, model_args.cache_dir, dataset, data_args)
+            splits[split] = dataset
     return DatasetDict(splits)
 
 
+def rows_of_json_object(flag: str, path: str, split: str, cache_dir, dataset: datasets.Dataset, data_args):
+    """The examples of a .json file that holds one object around them, read as one row: `{"data": [{...}, ...]}`
+    (any one key holding the list of rows, beside at most two others such as "version") is read as those rows;
+    a dict of lists, `{"en": [...], "ro": [...]}` or `{"translation": [{"en": ..., "ro": ...}, ...]}`, as one row
+    per position. Lists of different lengths raise UsageError. A true one-example file comes back unchanged."""
+    features = dataset.features
+    wrapped = [name for name, feature in features.items() if isinstance(getattr(feature, "feature", None), dict)]
+    if len(wrapped) == 1 and len(features) <= 3:
+        logger.info(f"{flag} {path}: reading the examples under its '{wrapped[0]}' key")
+        return datasets.load_dataset(
+            "json", data_files={split: path}, split=split, cache_dir=cache_dir, field=wrapped[0]
+        )
+    row = dataset[0]
+    source = row.get(data_args.source_column)
+    if not (isinstance(source, list) and all(isinstance(value, list) for value in row.values())):
+        return dataset  # one example (a target may be a list of references, a source never is)
+    lengths = {name: len(value) for name, value in row.items()}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{name}: {length}" for name, length in lengths.items())
+        raise UsageError(
+            f"{flag} {path} holds one object of lists of different lengths ({shown}); give every list one entry per "
+            'example, or write one {"translation": {"<source>": ..., "<target>": ...}} object per line (.jsonl)'
+        )
+    logger.info(f"{flag} {path}: its object holds lists ({', '.join(row)}); reading them as rows")
+    return datasets.Dataset.from_dict(row, split=split)
+
+
 def language_keys(dataset: datasets.Dataset) -> list[str]:
-    """The languages a split holds: the keys of its `translation` dicts, or its columns."""
+    """The languages a split holds: the keys of its `translation` dicts (in any row), or its columns."""
     if "translation" not in dataset.column_names:
         return dataset.column_names
     feature = dataset.features["translation"]
-    return list(feature.languages) if isinstance(feature, datasets.Translation) else list(feature)
+    if isinstance(feature, datasets.Translation):
+        return list(feature.languages)
+    if isinstance(feature, dict):
+        return list(feature)
+    # Rows of different shapes (datasets' Json feature): the union of their keys, in order of appearance.
+    keys = {}
+    for pair in dataset["translation"]:
+        keys.update(dict.fromkeys(pair if isinstance(pair, dict) else ()))
+    return list(keys)
 
 
 def language_texts(batch: dict, key: str) -> list:
@@ -108,17 +149,71 @@ def language_texts(batch: dict, key: str) -> list:
 
 
 def check_languages_in_data(raw_datasets: DatasetDict, splits: list[str], data_args) -> None:
-    """Raise UsageError when a split lacks the source or target language (a test split may lack the target)."""
+    """Raise UsageError when a split lacks the source or target language (a test split may lack the target in
+    every row), naming the languages it has; or when some rows lack a text or hold a null, naming the file and
+    the first such row."""
     for split in splits:
-        available = language_keys(raw_datasets[split])
+        dataset = raw_datasets[split]
+        available = language_keys(dataset)
         where = data_args.dataset_name or getattr(data_args, f"{split}_file")
         for side, key in (("source", data_args.source_column), ("target", data_args.target_column)):
-            if key in available or (side == "target" and split == "test"):
-                continue
-            raise UsageError(
-                f"no '{key}' texts in {where} (languages: {', '.join(available)}): pass --{side}_lang, or "
-                f"--{side}_column to name the {side} key/column"
+            if key not in available:
+                if side == "target" and split == "test":
+                    continue
+                raise UsageError(
+                    f"no '{key}' texts in {where} (languages: {', '.join(available)}): pass --{side}_lang, or "
+                    f"--{side}_column to name the {side} key/column"
+                )
+            problem = first_row_without(dataset, key)
+            if problem is not None:
+                row, what, count = problem
+                place = (
+                    f"--dataset_name {where} ({split} split)"
+                    if data_args.dataset_name
+                    else f"{DATA_FILE_FLAGS[split]} {where}"
+                )
+                raise UsageError(
+                    f"{place}: row {row} {what} ({count} of {dataset.num_rows} rows); fill in the {side} text "
+                    f"'{key}' or remove those rows"
+                )
+
+
+def first_row_without(dataset: datasets.Dataset, key: str) -> tuple[int, str, int] | None:
+    """The first row (1-based, in file order) without a text for `key`, what is wrong with it, and how many rows
+    are like it; None when every row has one. Reads the arrow columns, except for rows of mixed shapes."""
+    import pyarrow.compute as pc
+
+    if "translation" not in dataset.column_names:
+        values = dataset.data.column(key)
+        if not values.null_count:
+            return None
+        return (
+            pc.index(pc.is_null(values), True).as_py() + 1,
+            f"has no '{key}' text: null or missing",
+            values.null_count,
+        )
+    if isinstance(dataset.features["translation"], dict | datasets.Translation):
+        pairs = dataset.data.column("translation")
+        missing = pc.or_(pc.is_null(pairs), pc.is_null(pc.struct_field(pairs, key)))
+        count = pc.sum(missing).as_py() or 0
+        if not count:
+            return None
+        index = pc.index(missing, True).as_py()
+        what = "has a null translation" if pairs[index].as_py() is None else f"has no '{key}' text: null or missing"
+        return index + 1, what, count
+    problems = []
+    for index, pair in enumerate(dataset["translation"]):
+        if not isinstance(pair, dict):
+            what = (
+                "has a null translation"
+                if pair is None
+                else f"has a {type(pair).__name__} as its translation, not a dict of language: text"
             )
+            problems.append((index + 1, what))
+        elif pair.get(key) is None:
+            holds = ", ".join(name for name, text in pair.items() if text is not None) or "no text"
+            problems.append((index + 1, f"has no '{key}' text (its translation holds: {holds})"))
+    return (*problems[0], len(problems)) if problems else None
 
 
 def drop_empty_examples(dataset: datasets.Dataset, data_args, split: str) -> datasets.Dataset:
