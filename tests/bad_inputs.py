@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,24 @@ def make_bad_files(folder: Path) -> None:
         json.dumps(XSUM_ROWS[0]) + "\n" + json.dumps({"document": XSUM_ROWS[1]["document"]}) + "\n"
     )
     (folder / "list_of_strings.json").write_text(json.dumps(["a text", "another text"]))
+    # Argument files for the HfArgumentParser scripts (keys every Trainer script has).
+    (folder / "bad_bool.yaml").write_text("do_train: ture\noutput_dir: out\n")
+    (folder / "quoted_bool.yaml").write_text('do_eval: "False"\noutput_dir: out\n')
+    (folder / "unknown_key.yaml").write_text("learning_rat: 0.1\noutput_dir: out\n")
+    (folder / "bad_number.yaml").write_text("learning_rate: fast\noutput_dir: out\n")
+    (folder / "bad_choice.yaml").write_text("lr_scheduler_type: zigzag\noutput_dir: out\n")
+    (folder / "not_a_mapping.yaml").write_text("- do_train\n- do_eval\n")
+    (folder / "broken.yaml").write_text("do_train: [true\n")
+    (folder / "broken_args.json").write_text('{"do_train": true,}\n')
+    (folder / "no_model.yaml").write_text("do_train: true\noutput_dir: out\n")
+    # An --output_dir another run (this test process: alive, this host) is writing into.
+    (folder / "busy_out").mkdir(exist_ok=True)
+    (folder / "busy_out" / "run.lock").write_text(
+        json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": "2026-12-03 10:00:00"})
+    )
+    # A checkpoint folder a killed job left half-written: its state, but no weights or optimizer.
+    (folder / "incomplete_run" / "checkpoint-2").mkdir(parents=True, exist_ok=True)
+    (folder / "incomplete_run" / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2}')
     (folder / "not_a_model").mkdir(exist_ok=True)
     (folder / "not_a_model" / "readme.md").write_text("no config.json here\n")
 
@@ -139,10 +158,13 @@ def check_bad_input(
     python=None,
 ) -> str:
     """Run `script` with the case's arguments and assert the refusal described in this module's docstring;
-    return the error line. `leading`: arguments before the flags (e.g. a bare flag such as --do_train);
+    return the error line. `leading`: arguments before the base flags (e.g. --do_train), not before a case's
+    own argument list;
     `python`: the interpreter (the TF venv's for the Keras twins)."""
     make_bad_files(tmp_path)
-    command = [*(leading or []), *build_command(base_args, case, tmp_path, models)]
+    command = build_command(base_args, case, tmp_path, models)
+    if not isinstance(case.changes, list):  # a case's own argument list is the whole command
+        command = [*(leading or []), *command]
     named_files = [part for part in command if os.path.exists(part) and not os.path.isdir(part)]
     watched = [tmp_path, *named_files]
     before = snapshot(watched)

@@ -19,6 +19,7 @@ from seq2seq_checks import (
     check_flag_values,
     check_integrations,
     check_model_reachable,
+    checkpoint_problem,
     is_offline_mode,
     last_complete_checkpoint,
     set_sibling_log_level,
@@ -133,7 +134,8 @@ def fit_position_embeddings(model, max_source_length: int, resize: bool | None) 
 
 
 def load_model_and_tokenizer(model_args):
-    """Load config, tokenizer and model; a folder or Hub id that cannot be loaded raises UsageError."""
+    """Load config, tokenizer and model; a folder or Hub id that cannot be loaded (missing, unreadable or
+    garbage files, no tokenizer, not an encoder-decoder) raises UsageError."""
     common = {
         "cache_dir": model_args.cache_dir,
         "revision": model_args.model_revision,
@@ -141,6 +143,10 @@ def load_model_and_tokenizer(model_args):
         "trust_remote_code": model_args.trust_remote_code,
     }
     source = model_args.model_name_or_path
+    check_tokenizer_files(
+        "--tokenizer_name" if model_args.tokenizer_name else "--model_name_or_path",
+        model_args.tokenizer_name or source,
+    )
     try:
         config = AutoConfig.from_pretrained(model_args.config_name or source, **common)
         tokenizer = AutoTokenizer.from_pretrained(
@@ -153,16 +159,65 @@ def load_model_and_tokenizer(model_args):
             "(pass a folder saved with save_pretrained, or a Hub model id while online)"
         ) from error
     except ValueError as error:
-        if "Unrecognized configuration class" not in str(error):
+        if "Unrecognized configuration class" in str(error):
+            raise UsageError(
+                f"--model_name_or_path '{source}' is a {config.model_type} model, not a sequence-to-sequence "
+                "(encoder-decoder) model; use e.g. a T5, BART, mBART, Pegasus or Marian checkpoint"
+            ) from error
+        if "Unrecognized model" not in str(error) and "model_type" not in str(error):
             raise
         raise UsageError(
-            f"--model_name_or_path '{source}' is a {config.model_type} model, not a sequence-to-sequence "
-            "(encoder-decoder) model; use e.g. a T5, BART, mBART, Pegasus or Marian checkpoint"
+            f"--model_name_or_path '{source}': its config.json names no model type transformers knows "
+            "(model_type missing or unknown); pass a folder saved with save_pretrained"
         ) from error
+    except Exception as error:  # safetensors/pickle errors of a damaged weights file have no common class
+        if type(error).__module__.split(".")[0] not in ("safetensors", "_pickle", "pickle", "zipfile", "json"):
+            if "safetensors" not in type(error).__name__.lower() and "unpickl" not in str(error).lower():
+                raise
+        raise UsageError(
+            f"--model_name_or_path '{source}': its weights file cannot be read ({type(error).__name__}: "
+            f"{str(error).splitlines()[0]}); the file is damaged or not a weights file, save the model again"
+        ) from error
+    if len(tokenizer) < 2:
+        raise UsageError(
+            f"--model_name_or_path '{source}': its tokenizer is empty (no vocabulary); pass --tokenizer_name "
+            "with the tokenizer the model was trained with"
+        )
     # A tokenizer with added tokens needs matching embedding rows (no-op otherwise).
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     return config, tokenizer, model
+
+
+# A folder holds a usable tokenizer when it has one of these vocabulary files.
+TOKENIZER_VOCABULARY_FILES = (
+    "tokenizer.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "sentencepiece.model",
+    "tokenizer.model",
+    "source.spm",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "prophetnet.tokenizer",
+)
+
+
+def check_tokenizer_files(flag: str, folder: str) -> None:
+    """Raise UsageError for a local model folder without tokenizer files: transformers would build an empty
+    tokenizer from it (every token <unk>, scores 0, no error)."""
+    if not os.path.isdir(folder):
+        return
+    if not os.path.isfile(os.path.join(folder, "config.json")) and flag == "--model_name_or_path":
+        raise UsageError(
+            f"{flag} {folder} has no config.json: not a model folder; pass a folder saved with save_pretrained"
+        )
+    if not any(os.path.isfile(os.path.join(folder, name)) for name in TOKENIZER_VOCABULARY_FILES):
+        raise UsageError(
+            f"{flag} {folder} has no tokenizer files (none of tokenizer.json, spiece.model, vocab.json, ...); "
+            "save the tokenizer there (tokenizer.save_pretrained) or pass --tokenizer_name"
+        )
 
 
 def check_trainer_run_args(model_args, data_args, training_args) -> None:
@@ -216,3 +271,8 @@ def check_trainer_run_args(model_args, data_args, training_args) -> None:
         training_args.resume_from_checkpoint = resume
     elif resume is not None and not os.path.isfile(os.path.join(resume, "trainer_state.json")):
         raise UsageError(f"--resume_from_checkpoint {resume}: not a checkpoint folder (no trainer_state.json in it)")
+    elif resume is not None and (problem := checkpoint_problem(resume, None)) is not None:
+        raise UsageError(
+            f"--resume_from_checkpoint {resume}: incomplete checkpoint ({problem}); pass an earlier checkpoint-N "
+            "folder, or drop the flag to resume from the last complete one"
+        )

@@ -89,11 +89,24 @@ def parse_args_or_file(parser) -> tuple:
     except UsageError:
         raise
     except ValueError as error:  # invalid values, found by the dataclasses
-        raise UsageError(str(error).strip().splitlines()[0]) from error
+        message = str(error).strip().splitlines()[0]
+        for known, clearer in CLEARER_MESSAGES.items():
+            if known in message:
+                message = clearer
+        raise UsageError(message) from error
     except ImportError as error:  # a flag that needs a package that is not installed (e.g. --deepspeed)
         raise UsageError(
             f"{str(error).strip().splitlines()[0]} Install it, or drop the flag that needs it."
         ) from error
+
+
+# transformers' messages that name the wrong fix for the machines these scripts run on.
+CLEARER_MESSAGES = {
+    "doesn't support bf16/gpu": (
+        "--bf16 needs a GPU with bf16 here; add --use_cpu to run bf16 on the CPU (emulated and slow on CPUs without "
+        "avx512_bf16/amx_bf16), or drop --bf16"
+    ),
+}
 
 
 def one_line_errors(parser) -> None:
@@ -160,6 +173,9 @@ def read_argument_file(parser, path: str) -> dict:
                 f"argument file {path}: unknown key '{key}'{did_you_mean(str(key), list(actions))}; fix or remove it"
             )
         values[key] = _checked_file_value(path, key, value, actions[key])
+    for action in actions.values():
+        if action.required and action.dest not in values:
+            raise UsageError(f"argument file {path} has no {action.dest} (required); add {action.dest}: <value>")
     return values
 
 
@@ -171,7 +187,7 @@ def _checked_file_value(path: str, key: str, value, action):
     if kind == "string_to_bool":
         if isinstance(value, bool):
             return value
-        if isinstance(value, str):
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
             raise UsageError(
                 f"{where} is the string '{value}', not a boolean; write {key}: true or {key}: false, without quotes"
             )
@@ -615,6 +631,8 @@ def lock_output_dir(output_dir: str, flag: str = "--output_dir", find_checkpoint
     if not is_main_launch_process() or _RUN.get("lock") == os.path.join(output_dir, LOCK_FILE):
         return
     lock_path = os.path.join(output_dir, LOCK_FILE)
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UsageError(f"{flag} {output_dir} is a file; pass a folder (new or empty) for the run's outputs")
     created_folder = not os.path.isdir(output_dir)
     try:
         os.makedirs(output_dir, exist_ok=True)

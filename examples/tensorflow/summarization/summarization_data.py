@@ -8,8 +8,8 @@ import os
 
 import datasets
 
-from seq2seq_checks import UsageError
-from seq2seq_data import TEXT_DTYPES, check_language_code, first_reference
+from seq2seq_checks import DATA_FILE_FLAGS, UsageError
+from seq2seq_data import TEXT_DTYPES, check_language_code, check_no_missing_values, first_reference
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,12 @@ def resolve_columns(raw_datasets: datasets.DatasetDict, splits: list[str], data_
         summary_column = known[1]
     else:
         summary_column = first_columns[1] if len(first_columns) > 1 else "summary"
+    if text_column == summary_column and not (data_args.text_column and data_args.summary_column):
+        raise UsageError(
+            f"{data_args.dataset_name or getattr(data_args, f'{splits[0]}_file')} has only the column "
+            f"'{text_column}' (columns: {', '.join(first_columns)}); an example needs a text and a summary: pass "
+            "--text_column and --summary_column"
+        )
     for split in splits:
         where = data_args.dataset_name or getattr(data_args, f"{split}_file")
         columns = raw_datasets[split].column_names
@@ -66,6 +72,15 @@ def resolve_columns(raw_datasets: datasets.DatasetDict, splits: list[str], data_
                 raise UsageError(
                     f"{flag} '{column}' in {where} holds {feature}, not text; pass {flag} <a text column>"
                 )
+        present = [column for column in (text_column, summary_column) if column in columns]
+        flag = "--dataset_name" if data_args.dataset_name else DATA_FILE_FLAGS[split]
+        if (
+            split == "test"
+            and summary_column in present
+            and raw_datasets[split].data.column(summary_column).null_count == len(raw_datasets[split])
+        ):
+            present.remove(summary_column)  # no references at all: predictions are written, not scored
+        check_no_missing_values(raw_datasets[split], present, f"{flag} {where}")
     return text_column, summary_column
 
 

@@ -43,17 +43,55 @@ def load_hub_dataset(model_args, data_args) -> DatasetDict:
 
 
 def load_data_file(flag: str, path: str, split: str, cache_dir: str | None) -> datasets.Dataset:
-    """Read one local .csv/.tsv/.json/.jsonl file as a Dataset; a file the reader rejects raises UsageError."""
+    """Read one local .csv/.tsv/.json/.jsonl file as a Dataset; a file the reader rejects raises UsageError.
+
+    Besides one example per line (or a list of examples), a .json file may hold its examples under one key
+    (`{"data": [...]}`) or as columns (`{"document": [...], "summary": [...]}`): both are read as rows.
+    """
     extension = os.path.splitext(path)[1].lower()
     reader = "csv" if extension in (".csv", ".tsv") else "json"  # the json reader also reads JSON lines
     options = {"delimiter": "\t"} if extension == ".tsv" else {}
     try:
-        return load_dataset(reader, data_files={split: path}, split=split, cache_dir=cache_dir, **options)
+        dataset = load_dataset(reader, data_files={split: path}, split=split, cache_dir=cache_dir, **options)
+        if reader == "json" and dataset.num_rows == 1:
+            dataset = _rows_of_single_object(flag, path, split, cache_dir, dataset)
+        return dataset
     except (datasets.exceptions.DatasetGenerationError, ValueError) as error:
         if "corresponds to no data" in str(error):  # e.g. a CSV file with only its header line
             raise UsageError(f"{flag} {path} has no examples") from error
         cause = error.__cause__ or error
         raise UsageError(f"{flag} {path} could not be read as {reader}: {str(cause).splitlines()[0]}") from error
+
+
+def _rows_of_single_object(flag: str, path: str, split: str, cache_dir, dataset: datasets.Dataset):
+    """A one-row JSON dataset that is really one object around the examples: `{"key": [{...}, ...]}` (read the
+    list under `key` as rows) or `{"column": [values...], ...}` (columns of equal length, read as rows)."""
+    features = dataset.features
+    wrapped = [name for name, feature in features.items() if isinstance(getattr(feature, "feature", None), dict)]
+    if len(wrapped) == 1 and len(features) <= 3:  # e.g. {"version": ..., "data": [...]}
+        logger.info(f"{flag} {path}: reading the examples under its '{wrapped[0]}' key")
+        return load_dataset("json", data_files={split: path}, split=split, cache_dir=cache_dir, field=wrapped[0])
+    row = dataset[0]
+    lengths = {len(value) if isinstance(value, list) else -1 for value in row.values()}
+    if len(lengths) == 1 and lengths.pop() > 1:  # every column a list, all of one length > 1
+        logger.info(f"{flag} {path}: its object holds columns ({', '.join(row)}); reading them as rows")
+        return datasets.Dataset.from_dict(row, split=split)
+    return dataset
+
+
+def check_no_missing_values(dataset: datasets.Dataset, columns: list[str], where: str) -> None:
+    """Raise UsageError naming the first example (1-based, in file order) whose value in one of `columns` is
+    null or missing (a JSON row without that key); `where` is the flag and file, for the message."""
+    import pyarrow.compute as pc
+
+    for column in columns:
+        values = dataset.data.column(column)
+        if values.null_count:
+            row = pc.index(pc.is_null(values), True).as_py()
+            raise UsageError(
+                f"{where}: example {row + 1} has no '{column}' (null or missing; {values.null_count} such "
+                "examples in all); fill it in or remove those examples"
+            )
 
 
 def load_raw_datasets(model_args, data_args) -> DatasetDict:
