@@ -15,11 +15,11 @@ One process (CPU or one GPU), on the tiny offline demo model and the shipped sam
         --checkpointing_steps 25 --output_dir outputs/xsum-t5-no-trainer
 
 Several GPUs: the same arguments after `torchrun --nproc_per_node 2` or `accelerate launch --num_processes 2`.
-Two processes on a CPU-only machine need `ACCELERATE_USE_CPU=true` (without it each process trains alone), and
+On a machine without GPUs the processes are connected on the CPU over gloo (one info line says so);
 `accelerate launch` needs `--multi_gpu` there (with `--cpu` it starts only one process):
 
-    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 examples/pytorch/summarization/run_summarization_no_trainer.py ...
-    ACCELERATE_USE_CPU=true accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no \
+    torchrun --nproc_per_node 2 examples/pytorch/summarization/run_summarization_no_trainer.py ...
+    accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no \
         --dynamo_backend no examples/pytorch/summarization/run_summarization_no_trainer.py ...
 
 Resume an interrupted run with `--resume_from_checkpoint outputs/xsum-t5-no-trainer/step_25` (or `last`), or by
@@ -52,6 +52,8 @@ from accelerate_training import (
     add_training_arguments,
     build_new_model,
     check_output_dir_for_accelerate,
+    check_training_args,
+    describe_accelerate_run,
     generate_texts,
     generation_dataloader,
     open_train_log,
@@ -65,12 +67,15 @@ from accelerate_training import (
 )
 from rouge_scoring import check_sentence_splitter, compute_rouge
 from seq2seq_checks import (
+    BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
     UsageError,
     check_data_file,
-    check_model_reachable,
-    is_offline_mode,
+    check_different,
+    connect_processes_without_gpus,
+    one_line_errors,
     run_cli,
+    save_run_arguments,
 )
 from seq2seq_data import (
     DataCollatorForSeq2SeqAllowingNoLabels,
@@ -192,7 +197,7 @@ def add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    """Parse the command line (argparse prints `error: ...` and exits 2 on a malformed flag or value)."""
+    """Parse the command line; a malformed or unknown flag raises UsageError (one line, with a "did you mean")."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for add_arguments in (
         add_data_arguments,
@@ -201,10 +206,9 @@ def parse_args() -> argparse.Namespace:
         add_training_arguments,
     ):
         add_arguments(parser)
+    one_line_errors(parser)
     args = parser.parse_args()
     args.use_fast_tokenizer = not args.use_slow_tokenizer  # the name the shared model loaders read
-    if args.val_max_target_length is None:
-        args.val_max_target_length = args.max_target_length
     return args
 
 
@@ -213,6 +217,15 @@ def validate_args(args: argparse.Namespace) -> str | None:
 
     Raises UsageError with the flag, the problem and the fix.
     """
+    check_training_args(args, generates=bool(args.validation_file or args.dataset_name or args.do_predict))
+    check_eval_max_tokens(args.eval_max_tokens_per_batch)
+    check_different(
+        "--text_column",
+        args.text_column,
+        "--summary_column",
+        args.summary_column,
+        "the model would learn to copy its input",
+    )
     if args.dataset_name is None and args.train_file is None:
         raise UsageError("no training data: pass --train_file (and --validation_file), or --dataset_name")
     for split, flag in DATA_FILE_FLAGS.items():
@@ -222,32 +235,11 @@ def validate_args(args: argparse.Namespace) -> str | None:
         raise UsageError("--do_predict needs data: pass --test_file (or --dataset_name)")
     if args.test_file is not None and not args.do_predict:
         raise UsageError("--test_file is only used with --do_predict; add --do_predict or drop --test_file")
-    for name in ("max_source_length", "max_target_length", "val_max_target_length"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be a positive number of tokens, got {getattr(args, name)}")
-    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples", "num_beams", "max_train_steps"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise UsageError(f"--{name} must be at least 1, got {getattr(args, name)} (leave it out for the default)")
-    check_eval_max_tokens(args.eval_max_tokens_per_batch)
-    if args.num_train_epochs < 1 or args.logging_steps < 1 or args.num_warmup_steps < 0:
-        raise UsageError("--num_train_epochs and --logging_steps must be at least 1, --num_warmup_steps at least 0")
-    if args.model_name_or_path is None and (args.model_type is None or args.tokenizer_name is None):
-        raise UsageError(
-            "no model: pass --model_name_or_path, or --model_type and --tokenizer_name to train a new model"
-        )
-    if args.push_to_hub and is_offline_mode():
-        raise UsageError(
-            "--push_to_hub needs the network, but HF_HUB_OFFLINE=1 is set; unset it or drop --push_to_hub"
-        )
-    check_model_reachable("--model_name_or_path", args.model_name_or_path)
-    check_model_reachable("--config_name", args.config_name)
-    check_model_reachable("--tokenizer_name", args.tokenizer_name)
     if args.validation_file or args.test_file or args.dataset_name:
         check_sentence_splitter()
-    return resolve_checkpoint(args) or check_output_dir_for_accelerate(args)
+    # Last: the --output_dir lock, then what the folder holds (an explicit --resume_from_checkpoint wins).
+    found = check_output_dir_for_accelerate(args)
+    return resolve_checkpoint(args) or found
 
 
 def main() -> None:
@@ -255,7 +247,8 @@ def main() -> None:
     args = parse_args()
     resume_from = validate_args(args)
 
-    # Accelerator, logging, seed.
+    # Accelerator, logging, seed. Under torchrun without GPUs, connect the processes on the CPU (gloo) first.
+    connect_processes_without_gpus()
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
@@ -269,20 +262,20 @@ def main() -> None:
         # Pegasus and Marian (computed without grad); like the Trainer does for transformers models, let it look.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
-    setup_accelerate_logging(accelerator)  # logs one line per process (rank, device, world size), then rank 0 only
+    setup_accelerate_logging(accelerator, args.log_level)  # one line per process (rank, device, world size)
     if accelerator.mixed_precision == "bf16" and accelerator.device.type == "cpu" and cpu_has_native_bf16() is False:
         logger.warning(
             "--mixed_precision bf16 on a CPU without native bf16 (no avx512_bf16/amx_bf16 in use): bf16 matmuls "
             "are emulated, far slower than fp32 here; pass --mixed_precision no"
         )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched > 1 and accelerator.num_processes == 1:
+    if launched > 1 and accelerator.num_processes == 1:  # only when ACCELERATE_USE_CPU=false was set by hand
         raise UsageError(
             f"launched as {launched} processes (WORLD_SIZE={launched}), but they are not connected: each would "
-            "train alone and write the same --output_dir; without GPUs, set ACCELERATE_USE_CPU=true"
+            "train alone and write the same --output_dir; unset ACCELERATE_USE_CPU (connects them over gloo)"
         )
     secrets = ("token", "hub_token")
-    logger.info(
+    logger.debug(  # all of them, for --log_level debug; run_arguments.json keeps them too
         f"Arguments: { {key: '***' if key in secrets and value else value for key, value in vars(args).items()} }"
     )
     set_seed(args.seed)  # before the model is created, so its initialisation is reproducible
@@ -439,6 +432,7 @@ def main() -> None:
         if args.overwrite_output_dir:
             remove_previous_accelerate_run(args.output_dir, TRACKING_PROJECT)
         os.makedirs(args.output_dir, exist_ok=True)
+        save_run_arguments(args.output_dir, args)  # every argument, secrets masked (not printed: --log_level debug)
     accelerator.wait_for_everyone()
     if args.with_tracking:
         accelerator.init_trackers(
@@ -468,13 +462,9 @@ def main() -> None:
         train_log = open_train_log(os.path.join(args.output_dir, "train_log.jsonl"), progress.completed_steps)
 
     # Train, evaluating after every epoch.
-    total_batch_size = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
-    logger.info(
-        f"***** Running training *****  examples: {len(train_dataset)}, epochs: {num_train_epochs}, batch size per "
-        f"device: {args.per_device_train_batch_size}, total batch size (x {accelerator.num_processes} processes "
-        f"x {args.gradient_accumulation_steps} accumulation): {total_batch_size}, optimizer steps: {max_train_steps} "
-        f"({steps_per_epoch} per epoch)"
-    )
+    examples = {"train": len(train_dataset)}
+    examples |= {split: len(data) for split, data in (("validation", eval_dataset), ("test", predict_dataset)) if data}
+    logger.info(describe_accelerate_run(accelerator, args, examples, max_train_steps, steps_per_epoch))
     gen_kwargs = {"max_length": args.val_max_target_length}
     if args.num_beams is not None:
         gen_kwargs["num_beams"] = args.num_beams
@@ -598,7 +588,8 @@ def main() -> None:
         push_folder(args, repo_id, "End of training")
     accelerator.end_training()
     if accelerator.is_main_process:
-        logger.info(f"Outputs in {os.path.abspath(args.output_dir)}: {', '.join(sorted(os.listdir(args.output_dir)))}")
+        written = sorted(set(os.listdir(args.output_dir)) - set(BOOKKEEPING_FILES))
+        logger.info(f"Outputs in {os.path.abspath(args.output_dir)}: {', '.join(written)}")
 
 
 def _mp_fn(index: int) -> None:

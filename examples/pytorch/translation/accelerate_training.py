@@ -23,13 +23,26 @@ import numpy as np
 import torch
 import transformers
 from accelerate import Accelerator
+from accelerate.utils import LoggerType
 from huggingface_hub import HfApi
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import CONFIG_MAPPING, AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
 
-from seq2seq_checks import RESULT_FILES, UsageError, set_sibling_log_level
+from seq2seq_checks import (
+    BOOKKEEPING_FILES,
+    RESULT_FILES,
+    UsageError,
+    check_flag_values,
+    check_integrations,
+    check_model_reachable,
+    checkpoint_problem,
+    did_you_mean,
+    is_offline_mode,
+    lock_output_dir,
+    set_sibling_log_level,
+)
 from seq2seq_data import decode_predictions
 from trainer_speedups import generation_batches, restore_input_order, with_shared_cross_attention
 
@@ -41,6 +54,18 @@ RUN_LOG_FILES = ("train_log.jsonl", "eval_predictions.txt")
 CHECKPOINT_NAME = re.compile(r"(step|epoch)_\d+")  # accelerator.save_state folders, as upstream names them
 PARTIAL_SUFFIX = ".partial"  # a checkpoint being written; renamed to its final name once complete
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+TRACKERS = tuple(tracker.value for tracker in LoggerType if tracker.value != "all")  # --report_to names
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+# What `accelerator.load_state` reads from a step_N/epoch_N folder of the twins (one model, optimizer, scheduler,
+# TrainingProgress): one name of each group, non-empty. Other processes' random_states_<rank>.pkl are optional
+# (a resume on fewer processes does not need them).
+ACCELERATE_RESUME_FILES = (
+    ("model.safetensors", "pytorch_model.bin"),
+    ("optimizer.bin",),
+    ("scheduler.bin",),
+    ("random_states_0.pkl",),
+    ("custom_checkpoint_0.pkl",),
+)
 
 
 def parse_bool(value: str) -> bool:
@@ -143,30 +168,102 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         "--logging_steps", type=int, default=50, help="Log loss, lr and tokens/s every N steps (train_log.jsonl: all)."
     )
     train.add_argument("--with_tracking", action="store_true", help="Log losses and metrics to --report_to.")
-    train.add_argument("--report_to", default="all", help="Trackers: tensorboard, wandb, ... or all installed ones.")
+    train.add_argument(
+        "--report_to",
+        default="all",
+        help=f"Tracker for --with_tracking: one of {', '.join(TRACKERS)} ('all': every installed one).",
+    )
+    train.add_argument(
+        "--log_level",
+        choices=sorted(LOG_LEVELS),
+        help=(
+            "Log level of the main process (default: this script at info, the libraries at warning). 'info' lets "
+            "the libraries' info lines through too; 'debug' adds the full argument dump (also in run_arguments.json)."
+        ),
+    )
     train.add_argument("--push_to_hub", action="store_true", help="Upload the model to the Hub (needs network).")
     train.add_argument("--hub_model_id", help="Hub repository for --push_to_hub (default: the output_dir name).")
     train.add_argument("--hub_token", help="Hub token for --push_to_hub (default: the one from `hf auth login`).")
 
 
-def last_checkpoint(output_dir: str) -> str | None:
-    """The most recently written step_N/epoch_N folder in `output_dir`, or None if there is none."""
+def checkpoint_folders(output_dir: str) -> list[str]:
+    """The step_N/epoch_N folders in `output_dir`, newest first (by time written, then by number)."""
     if not os.path.isdir(output_dir):
-        return None
-    folders = [os.path.join(output_dir, name) for name in os.listdir(output_dir) if CHECKPOINT_NAME.fullmatch(name)]
-    return max((folder for folder in folders if os.path.isdir(folder)), key=os.path.getmtime, default=None)
+        return []
+    folders = [
+        os.path.join(output_dir, name)
+        for name in os.listdir(output_dir)
+        if CHECKPOINT_NAME.fullmatch(name) and os.path.isdir(os.path.join(output_dir, name))
+    ]
+    return sorted(folders, key=lambda folder: (os.path.getmtime(folder), int(folder.rsplit("_", 1)[1])), reverse=True)
+
+
+def check_training_args(args: argparse.Namespace, generates: bool) -> None:
+    """The checks both twins share, before anything loads: every numeric flag's value (`check_flag_values`), the
+    generation length when the run generates (`generates`: eval or predict data), the model flags, the trackers
+    and the Hub. Sets --max_train_steps -1 (use epochs) to None and --val_max_target_length's default
+    (--max_target_length). Raises UsageError."""
+    check_flag_values(args)
+    if args.max_train_steps == -1:
+        args.max_train_steps = None
+    if args.val_max_target_length is None:  # filled in only now, so that a bad value is named by its own flag
+        args.val_max_target_length = args.max_target_length
+    if generates and args.val_max_target_length < 2:
+        # Checked here, not after training: generate() with max_length 1 stops at the decoder start token.
+        flag = (
+            "--val_max_target_length"
+            if args.val_max_target_length != args.max_target_length
+            else ("--max_target_length (also the generation length while --val_max_target_length is unset)")
+        )
+        raise UsageError(
+            f"{flag} is {args.val_max_target_length}, but generating needs at least 2 tokens (the decoder start "
+            "token plus one generated token); pass e.g. --val_max_target_length 128"
+        )
+    if args.model_name_or_path is None and (args.model_type is None or args.tokenizer_name is None):
+        raise UsageError(
+            "no model: pass --model_name_or_path, or --model_type and --tokenizer_name to train a new model"
+        )
+    if args.push_to_hub and is_offline_mode():
+        raise UsageError(
+            "--push_to_hub needs the network, but HF_HUB_OFFLINE=1 is set; unset it or drop --push_to_hub"
+        )
+    for flag in ("--model_name_or_path", "--config_name", "--tokenizer_name"):
+        check_model_reachable(flag, getattr(args, flag.removeprefix("--")))
+    if args.with_tracking:
+        if args.report_to not in (*TRACKERS, "all"):
+            raise UsageError(
+                f"--report_to {args.report_to}: not a tracker accelerate knows"
+                f"{did_you_mean(args.report_to, [*TRACKERS, 'all'])}; use one of {', '.join(TRACKERS)} or all"
+            )
+        check_integrations("--report_to", args.report_to)
+
+
+def last_checkpoint(output_dir: str) -> str | None:
+    """The newest step_N/epoch_N folder in `output_dir` that `accelerator.load_state` can resume from, or None.
+
+    A folder missing one of `ACCELERATE_RESUME_FILES` (or holding it empty), e.g. a checkpoint whose optimizer
+    state was deleted or never written, is skipped with a warning naming what is missing."""
+    for folder in checkpoint_folders(output_dir):
+        problem = checkpoint_problem(folder, None, ACCELERATE_RESUME_FILES)
+        if problem is None:
+            return folder
+        logger.warning(f"skipping {folder}: incomplete ({problem}); a resume starts from an earlier checkpoint")
+    return None
 
 
 def check_output_dir_for_accelerate(args: argparse.Namespace) -> str | None:
-    """Decide what to do with an existing --output_dir; return a step_N/epoch_N checkpoint to resume from, or None.
+    """Take the --output_dir lock (one run per folder), then decide what to do with an existing --output_dir;
+    return a step_N/epoch_N checkpoint to resume from, or None.
 
     As `seq2seq_checks.check_output_dir` does for the Trainer's checkpoint-N folders: an empty or missing folder
-    is fine, a folder holding checkpoints but no results (a killed run) is resumed from its newest checkpoint, and
-    anything else is refused unless --overwrite_output_dir or --resume_from_checkpoint is given. Raises UsageError.
+    is fine, a folder holding checkpoints but no results (a killed run) is resumed from its newest complete
+    checkpoint, and anything else is refused unless --overwrite_output_dir or --resume_from_checkpoint is given.
+    The lock's and the argument record's files (`BOOKKEEPING_FILES`) are not results. Raises UsageError.
     """
+    lock_output_dir(args.output_dir, find_checkpoint=lambda: last_checkpoint(args.output_dir))
     if not os.path.isdir(args.output_dir) or args.overwrite_output_dir:
         return None
-    entries = sorted(os.listdir(args.output_dir))
+    entries = sorted(name for name in os.listdir(args.output_dir) if name not in BOOKKEEPING_FILES)
     if not entries or args.resume_from_checkpoint:
         return None
     checkpoint = last_checkpoint(args.output_dir)
@@ -192,39 +289,90 @@ def resolve_checkpoint(args: argparse.Namespace) -> str | None:
             "--overwrite_output_dir deletes the checkpoints that --resume_from_checkpoint needs; drop one"
         )
     if resume.lower() in ("true", "last"):
-        resume = last_checkpoint(args.output_dir)
-        if resume is None:
-            raise UsageError(f"--resume_from_checkpoint: no step_*/epoch_* folder in {args.output_dir}")
-    elif not os.path.isfile(os.path.join(resume, "custom_checkpoint_0.pkl")):
+        found = last_checkpoint(args.output_dir)
+        if found is None:
+            raise UsageError(
+                f"--resume_from_checkpoint {resume}: no complete step_*/epoch_* folder in {args.output_dir}; "
+                "drop the flag to start from scratch"
+            )
+        return found
+    if not os.path.isdir(resume):
+        raise UsageError(f"--resume_from_checkpoint {resume}: no such folder; pass a step_N or epoch_N folder")
+    if not os.path.isfile(os.path.join(resume, "custom_checkpoint_0.pkl")):
         raise UsageError(
             f"--resume_from_checkpoint {resume}: not a checkpoint folder of this script (no custom_checkpoint_0.pkl "
             "in it); pass a step_N or epoch_N folder from --output_dir"
         )
+    problem = checkpoint_problem(resume, None, ACCELERATE_RESUME_FILES)
+    if problem is not None:
+        earlier = [
+            folder for folder in checkpoint_folders(os.path.dirname(os.path.abspath(resume))) if folder != resume
+        ]
+        hint = "pass an earlier step_N/epoch_N folder" if earlier else "drop the flag to start from scratch"
+        raise UsageError(f"--resume_from_checkpoint {resume}: incomplete checkpoint ({problem}); {hint}")
     return resume
 
 
-def setup_accelerate_logging(accelerator: Accelerator) -> None:
-    """HF's log format on stdout and one line per process (rank, device, world size, precision); then the script's
-    and library logs at info on the local main process, errors only on the others."""
+class _DropNotices(logging.Filter):
+    """Leave out library notices that say nothing to act on (accelerate's "Removed shared tensor ... This should
+    be OK" at every checkpoint of a model with tied embeddings)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Removed shared tensor" not in record.getMessage()
+
+
+def setup_accelerate_logging(accelerator: Accelerator, log_level: str | None = None) -> None:
+    """HF's log format on stdout and one info line per process (rank, device, world size, precision). Then, on the
+    local main process, the script's own lines at info and the libraries' at warning (their info lines are config
+    dumps, offline-mode and checkpoint-file notices), or everything at `log_level` (--log_level); errors only on
+    the other processes."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
         level=logging.INFO,
         handlers=[logging.StreamHandler(sys.stdout)],
     )
-    logger.warning(
+    logger.info(
         f"Process rank: {accelerator.process_index}, device: {accelerator.device}, "
         f"world size: {accelerator.num_processes}, precision: {accelerator.mixed_precision}"
     )
-    set_sibling_log_level(logging.INFO if accelerator.is_local_main_process else logging.ERROR)
-    if accelerator.is_local_main_process:
-        datasets.utils.logging.set_verbosity_warning()
-        transformers.utils.logging.set_verbosity_info()
+    if not accelerator.is_local_main_process:
+        ours = libraries = logging.ERROR
+    elif log_level is not None:
+        ours = libraries = LOG_LEVELS[log_level]
     else:
-        datasets.utils.logging.set_verbosity_error()
-        transformers.utils.logging.set_verbosity_error()
-    # With CI=true in the environment transformers also passes its records to the root handler: each line twice.
+        ours, libraries = logging.INFO, logging.WARNING
+    logging.getLogger().setLevel(libraries)  # loggers of other libraries
+    set_sibling_log_level(ours)
+    for name in ("accelerate", "absl", "torch"):  # accelerate logs every checkpoint file; absl (rouge_score) chats
+        logging.getLogger(name).setLevel(libraries)
+    logging.getLogger("accelerate.utils.other").addFilter(_DropNotices())
+    datasets.utils.logging.set_verbosity(libraries)
+    transformers.utils.logging.set_verbosity(libraries)
+    # datasets and (with CI=true in the environment) transformers also pass their records to the root handler:
+    # each line twice.
     transformers.utils.logging.disable_propagation()
+    datasets.utils.logging.disable_propagation()
+
+
+def describe_accelerate_run(
+    accelerator: Accelerator, args: argparse.Namespace, examples: dict, steps: int, steps_per_epoch: int
+) -> str:
+    """One line with the settings users most often get wrong: examples per split (`examples`: {split: count}), the
+    batch each optimizer step sees (per device x processes x accumulation), the steps, precision and world size."""
+    total_batch = args.per_device_train_batch_size * accelerator.num_processes * args.gradient_accumulation_steps
+    parts = [
+        f"training on {examples['train']} examples: {steps} steps ({steps_per_epoch} per epoch) of {total_batch} "
+        f"examples ({args.per_device_train_batch_size} per device x {accelerator.num_processes} processes x "
+        f"{args.gradient_accumulation_steps} accumulation)"
+    ]
+    if examples.get("validation") is not None:
+        parts.append(f"evaluating on {examples['validation']} after every epoch")
+    if examples.get("test") is not None:
+        parts.append(f"predicting {examples['test']}")
+    precision = "fp32" if accelerator.mixed_precision == "no" else accelerator.mixed_precision
+    parts.append(f"{precision} on {accelerator.device.type}, world size: {accelerator.num_processes}")
+    return "Run: " + "; ".join(parts)
 
 
 def remove_previous_accelerate_run(output_dir: str, tracking_project: str) -> None:
@@ -234,6 +382,8 @@ def remove_previous_accelerate_run(output_dir: str, tracking_project: str) -> No
         return
     for name in sorted(os.listdir(output_dir)):
         path = os.path.join(output_dir, name)
+        if name in BOOKKEEPING_FILES:  # this run's own lock and argument record
+            continue
         if name in RESULT_FILES or name in RUN_LOG_FILES:
             os.remove(path)
         elif os.path.isdir(path) and (

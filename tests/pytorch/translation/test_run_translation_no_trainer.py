@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from safetensors.numpy import load_file
 
-from helpers import FIXTURES, REPO_ROOT, TEST_ENV, assert_usage_error, read_json, read_jsonl, read_lines, run_example
+from helpers import FIXTURES, REPO_ROOT, TEST_ENV, read_json, read_jsonl, read_lines, run_example
 
 SCRIPT = "examples/pytorch/translation/run_translation_no_trainer.py"
 TRAINER_SCRIPT = "examples/pytorch/translation/run_translation.py"
@@ -271,34 +271,3 @@ def test_two_processes_evaluate_every_example_once(tiny_models, tmp_path):
     cli = sacrebleu_cli(output_dir / "eval_predictions.txt", [write_references(tmp_path / "references.ro")])
     assert {"bleu": results["eval_bleu"], "chrf": results["eval_chrf"]} == cli
     assert (output_dir / "step_5" / "random_states_1.pkl").exists()  # every process's RNG is checkpointed
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Bad input: one `error:` line naming the problem and the fix, exit code 2, no traceback, nothing written.
-
-# name: (changes to a valid command, text the error line must contain). None removes the argument, "" makes it
-# a flag without value; {tmp} and {models} are filled in by the test.
-BAD_INPUTS = {
-    "unknown language code": (
-        {"--model_name_or_path": "{models}/mbart50", "--source_lang": "en_XX", "--target_lang": "ro"},
-        "--target_lang 'ro' is not a language code of this tokenizer; did you mean ro_RO?",
-    ),
-    "language not in the data": ({"--target_lang": "de"}, "no 'de' texts in"),
-    "bad boolean": ({"--pad_to_max_length": "maybe"}, "'maybe' is not a boolean; use true or false"),
-    "output dir with results": ({"--output_dir": "{tmp}/finished"}, "--overwrite_output_dir"),
-}
-
-
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_fails_with_one_clear_line(case, tiny_models, tmp_path):
-    (tmp_path / "finished").mkdir()
-    (tmp_path / "finished" / "all_results.json").write_text("{}")
-    changes, expected = BAD_INPUTS[case]
-    changes = {
-        flag: value if value is None else value.format(tmp=tmp_path, models=tiny_models)
-        for flag, value in changes.items()
-    }
-    command = no_trainer_args(tiny_models / "marian", tmp_path / "out", **{"--max_train_steps": 1, **changes})
-    assert_usage_error(run_example(command, expect_success=False), expected, tmp_path / "out")
-    assert not (tmp_path / "out").exists()
-    assert os.listdir(tmp_path / "finished") == ["all_results.json"]
