@@ -26,6 +26,7 @@ from s2s_ft.decoding import DecodeOptions, decode
 from s2s_ft.metrics import check_sentence_splitter, compute_bleu, compute_rouge
 from s2s_ft.modeling import MODEL_TYPES, S2SFTForSeq2Seq, check_tokenizer_folder
 from s2s_ft.utils import UsageError, run_cli
+from safetensors import SafetensorError
 from transformers import AutoTokenizer, set_seed
 
 from seq2seq_checks import atomic_write, check_flag_values, check_output_file, check_text_file, one_line_errors
@@ -159,6 +160,10 @@ def load_model(args: argparse.Namespace):
     dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else torch.float32
     try:
         model = S2SFTForSeq2Seq.from_pretrained(args.model_path, dtype=dtype).to(args.device).eval()
+    except SafetensorError as error:
+        raise UsageError(
+            f"--model_path {args.model_path}: its weights file cannot be read ({error}); save the model again"
+        ) from error
     except OSError as error:
         raise UsageError(f"--model_path {args.model_path}: {str(error).splitlines()[0]}") from error
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or args.model_path)

@@ -44,6 +44,7 @@ from s2s_ft.modeling import (
     extend_position_embeddings,
     load_s2s_model,
 )
+from safetensors import SafetensorError
 from transformers import AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from seq2seq_checks import (
@@ -273,9 +274,9 @@ def validate_args(
     )
     check_integrations("--report_to", training_args.report_to)
     check_data_file("--train_file", data_args.train_file)
+    check_encoder_checkpoint("--model_name_or_path", model_args.model_name_or_path, model_args.model_type)
     check_model_reachable("--model_name_or_path", model_args.model_name_or_path)
     check_model_reachable("--tokenizer_name", model_args.tokenizer_name)
-    check_encoder_checkpoint("--model_name_or_path", model_args.model_name_or_path, model_args.model_type)
     if model_args.tokenizer_name is None:
         check_tokenizer_folder("--model_name_or_path", model_args.model_name_or_path)
     else:
@@ -369,6 +370,11 @@ def main() -> None:
     }
     try:
         model, new_weights = load_s2s_model(model_args.model_type, model_args.model_name_or_path, **overrides)
+    except SafetensorError as error:
+        raise UsageError(
+            f"--model_name_or_path {model_args.model_name_or_path}: its weights file cannot be read ({error}); save "
+            "the model again, or pass another folder"
+        ) from error
     except (OSError, ValueError) as error:
         raise UsageError(
             f"--model_name_or_path {model_args.model_name_or_path}: {str(error).splitlines()[0]}"

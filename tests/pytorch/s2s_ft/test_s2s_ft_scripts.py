@@ -4,14 +4,27 @@ and score through decode_seq2seq.py, resume after a kill, QG data preparation, a
 import json
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from helpers import FIXTURES, REPO_ROOT, assert_usage_error, read_json, read_lines, run_example, train_losses
+from helpers import (
+    FIXTURES,
+    REPO_ROOT,
+    TEST_ENV,
+    assert_usage_error,
+    read_json,
+    read_lines,
+    run_example,
+    train_losses,
+)
 
 sys.path.insert(0, str(REPO_ROOT / "examples" / "pytorch" / "s2s-ft"))
 
@@ -168,12 +181,22 @@ def test_resume_after_a_kill_gives_the_same_weights(tiny_models, tmp_path):
     straight, straight_losses = model_weights(tmp_path / "run"), train_losses(tmp_path / "run")
     assert read_json(tmp_path / "run" / "config.json")["max_position_embeddings"] == 532
     assert len(straight_losses) == 4
-    # Leave the folder as a job killed right after checkpoint-6 would have: only that checkpoint.
+    # Leave the folder as a job killed (SIGKILL) while writing checkpoint-12 would have: checkpoint-6, a
+    # checkpoint-12 without its optimizer state, and the dead job's run.lock.
     for path in (tmp_path / "run").iterdir():
-        if path.name != "checkpoint-6":
+        if path.name not in ("checkpoint-6", "checkpoint-12"):
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+    (tmp_path / "run" / "checkpoint-12" / "optimizer.pt").unlink()
+    finished = subprocess.Popen([sys.executable, "-c", "pass"])
+    finished.wait()
+    lock = {"pid": finished.pid, "host": socket.gethostname(), "started": "2026-12-03 10:00:00"}
+    (tmp_path / "run" / "run.lock").write_text(json.dumps(lock))
     result = run_example(args)  # the same command again
-    assert "Resuming training from" in result.stdout + result.stderr
+    logged = result.stdout + result.stderr
+    assert "taking over the lock of process" in logged
+    assert "checkpoint-12: incomplete (no optimizer.pt)" in logged
+    assert "Resuming training from" in logged and "checkpoint-6" in logged
+    assert not (tmp_path / "run" / "run.lock").exists()
     resumed = model_weights(tmp_path / "run")
     for name, tensor in straight.items():
         assert torch.allclose(tensor, resumed[name], atol=1e-6), name
@@ -211,10 +234,22 @@ def test_prepare_qg_data(tmp_path):
         "its delta is a large wetland.",
         "tgt": "how many countries does the danube flow through?",
     }
+    # Running it again does not replace the output silently; --overwrite does.
+    output.write_text("earlier\n")
+    result = run_example(
+        [SCRIPTS / "prepare_qg_data.py", FIXTURES / "s2s_ft" / "qg" / "squad_sample.json", output],
+        expect_success=False,
+    )
+    assert_usage_error(result, "already exists; choose another path, or pass --overwrite")
+    assert output.read_text() == "earlier\n"
+    run_example(
+        [SCRIPTS / "prepare_qg_data.py", FIXTURES / "s2s_ft" / "qg" / "squad_sample.json", output, "--overwrite"]
+    )
+    assert len(read_lines(output)) == 6 and os.listdir(tmp_path) == ["qg.jsonl"]  # no temporary file left
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"context": "some text", "question": "what?"}\n')
     result = run_example([SCRIPTS / "prepare_qg_data.py", bad, tmp_path / "out.jsonl"], expect_success=False)
-    assert_usage_error(result, "needs non-empty context, answer and question")
+    assert_usage_error(result, "line 1: needs non-empty context, answer and question")
 
 
 @pytest.mark.parametrize(
@@ -232,3 +267,47 @@ def test_decoding_usage_errors(tiny_models):
     args = [SCRIPTS / "decode_seq2seq.py", "--model_path", tiny_models / "bert", "--input_file", COPY / "test.jsonl"]
     result = run_example([*args, "--max_seq_length", 20, "--max_tgt_length", 18], expect_success=False)
     assert_usage_error(result, "--max_tgt_length 18 leaves no room for the source")
+
+
+def test_decoding_replaces_an_earlier_output_only_with_overwrite(tiny_models, tmp_path):
+    """--overwrite replaces an existing --output_file (through a temporary file: none is left behind); the refusal
+    without it is in test_bad_inputs_s2s_ft.py."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_models / "bert", model)
+    config = read_json(model / "config.json")
+    config.update({"s2s_ft_mode": "pseudo_masked", "source_type_id": 0, "target_type_id": 1})
+    (model / "config.json").write_text(json.dumps(config))
+    output = tmp_path / "out" / "test.pred"
+    output.parent.mkdir()
+    output.write_text("an earlier output\n")
+    args = [SCRIPTS / "decode_seq2seq.py", "--model_path", model, "--input_file", COPY / "test.jsonl"]
+    run_example([*args, "--output_file", output, "--max_seq_length", 28, "--max_tgt_length", 4, "--overwrite"])
+    assert len(read_lines(output)) == 40 and os.listdir(output.parent) == ["test.pred"]
+
+
+def test_sigterm_stops_training_with_one_line_and_the_resume_command(tiny_models, tmp_path):
+    """SIGTERM (a scheduler's pre-emption) mid-training: exit 143, no traceback, one line naming the last complete
+    checkpoint and the command that resumes; the --output_dir lock is released."""
+    output_dir = tmp_path / "run"
+    args = train_args(tiny_models, output_dir, "pseudo_masked", **{"--max_steps": 100000, "--save_steps": 3})
+    process = subprocess.Popen(
+        [sys.executable, *map(str, args)],
+        cwd=REPO_ROOT,
+        env={**os.environ, **TEST_ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not (output_dir / "checkpoint-3" / "trainer_state.json").exists():
+        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint-3 appeared"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    assert "Traceback" not in stderr
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line.startswith("interrupted (SIGTERM); last complete checkpoint: "), last_line
+    assert "checkpoint-" in last_line and "rerun the same command to resume: " in last_line
+    assert "run_seq2seq.py" in last_line and str(output_dir) in last_line
+    assert not (output_dir / "run.lock").exists()
