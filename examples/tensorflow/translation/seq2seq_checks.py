@@ -750,6 +750,9 @@ def run_cli(main) -> None:
     except KeyboardInterrupt as interrupt:
         terminated = isinstance(interrupt, Interrupted)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while we report would print a traceback
+        if "tqdm" in sys.modules:  # close progress bars first: closed at exit, they would redraw after our line
+            for bar in list(getattr(sys.modules["tqdm"].tqdm, "_instances", [])):
+                bar.close()
         if is_main_launch_process():
             print(f"\n{interrupted_message('SIGTERM' if terminated else 'SIGINT, Ctrl-C')}", file=sys.stderr)
         sys.exit(143 if terminated else 130)

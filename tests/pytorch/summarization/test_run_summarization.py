@@ -323,55 +323,7 @@ def test_resume_after_an_interruption_matches_the_uninterrupted_run(tiny_models,
     assert read_json(output_dir / "trainer_state.json")["global_step"] == 20
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Bad input: one `error:` line naming the problem and the fix, exit code 2, no traceback, nothing written.
-
-
-# name: (arguments that replace or extend a valid train+eval command, text the error line must contain).
-# None removes the argument, "" makes it a flag without value; {tmp} and {models} are filled in by the test.
-BAD_INPUTS = {
-    "unknown extension": ({"--train_file": "{tmp}/notes.txt"}, "use a .csv, .tsv, .json or .jsonl file"),
-    "missing file": ({"--train_file": "{tmp}/nope.json"}, "--train_file {tmp}/nope.json: no such file"),
-    "empty file": ({"--validation_file": "{tmp}/empty.jsonl"}, "the file is empty"),
-    "header-only csv": ({"--train_file": "{tmp}/header_only.csv"}, "has no examples"),
-    "only empty rows": ({"--train_file": "{tmp}/blank.jsonl"}, "no non-empty examples"),
-    "malformed json": ({"--train_file": "{tmp}/broken.json"}, "could not be read as json"),
-    "text column": ({"--text_column": "body"}, "--text_column 'body' not in"),
-    "summary column": ({"--summary_column": "abstract"}, "(columns: document, summary)"),
-    "predict without data": ({"--do_predict": ""}, "--do_predict needs data: pass --test_file"),
-    "hub model offline": ({"--model_name_or_path": "google-t5/t5-small"}, "HF_HUB_OFFLINE=1"),
-    "hub dataset offline": ({"--dataset_name": "xsum", "--train_file": None}, "pass local files"),
-    "encoder-only model": ({"--model_name_or_path": "{models}/bert"}, "not a sequence-to-sequence"),
-    "push offline": ({"--push_to_hub": ""}, "--push_to_hub needs the network"),
-    "not a checkpoint": ({"--resume_from_checkpoint": "{tmp}"}, "not a checkpoint folder"),
-    "bad max length": ({"--max_source_length": "0"}, "--max_source_length must be"),
-    "bad choice": ({"--lr_scheduler_type": "zigzag"}, "zigzag"),
-}
-
-
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_fails_with_one_clear_line(case, tiny_models, tmp_path):
-    (tmp_path / "notes.txt").write_text("not a dataset\n")
-    (tmp_path / "empty.jsonl").write_text("")
-    (tmp_path / "header_only.csv").write_text("document,summary\n")
-    (tmp_path / "blank.jsonl").write_text('{"document": "", "summary": ""}\n{"document": "  ", "summary": "s"}\n')
-    (tmp_path / "broken.json").write_text('{"document": "a", "summary": \n')
-    changes, expected = BAD_INPUTS[case]
-    output_dir = tmp_path / "out"
-    args = {
-        "--model_name_or_path": str(tiny_models / "t5"),
-        "--train_file": str(XSUM),
-        "--validation_file": str(XSUM),
-        "--max_steps": "1",
-        "--output_dir": str(output_dir),
-        **changes,
-    }
-    command = [SCRIPT, "--do_train", "--do_eval"]
-    for flag, value in args.items():
-        value = value if value is None else value.format(tmp=tmp_path, models=tiny_models)
-        command += [] if value is None else [flag] if value == "" else [flag, value]
-    result = run_example(command, expect_success=False)
-    assert_usage_error(result, expected.format(tmp=tmp_path), output_dir)
+# Bad input: the table in test_bad_inputs_summarization.py.
 
 
 def test_refuses_an_output_dir_with_results_unless_overwrite(tiny_models, tmp_path):
