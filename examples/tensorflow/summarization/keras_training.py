@@ -93,6 +93,17 @@ KERAS_CHECKPOINT_FILES = (
     ("trainer_state.json",),
 )
 LR_SCHEDULES = ("linear", "constant")
+# A tokenizer's vocabulary is in one of these (a folder without any yields an empty tokenizer or a confusing error).
+TOKENIZER_VOCABULARY_FILES = (
+    "tokenizer.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "sentencepiece.model",
+    "tokenizer.model",
+    "source.spm",
+    "vocab.json",
+    "vocab.txt",
+)
 # Library messages that say nothing to a user of these scripts: the deprecation of TF classes (these scripts exist
 # for that stack, see their docstrings) and the good news that every weight was loaded. Shown with --log_level info.
 QUIET_TRANSFORMERS_MESSAGES = (
@@ -171,7 +182,58 @@ def check_keras_run_args(model_args, data_args, training_args) -> None:
     check_model_reachable("--model_name_or_path", model_args.model_name_or_path)
     check_model_reachable("--config_name", model_args.config_name)
     check_model_reachable("--tokenizer_name", model_args.tokenizer_name)
+    check_model_folder(model_args)
     check_resume_checkpoint(training_args)
+
+
+def safetensors_format(path: str) -> str | None:
+    """The framework that wrote a .safetensors file ("tf", "pt", ...), from the metadata in its header; None if
+    the header does not say or cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if length > os.path.getsize(path) - 8:
+                return None
+            header = json.loads(handle.read(length))
+        return header.get("__metadata__", {}).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_model_folder(model_args) -> None:
+    """For a local --model_name_or_path: raise UsageError unless it has a config.json, TensorFlow weights (tf_model.h5,
+    or a model.safetensors written by TensorFlow: transformers 4.57 cannot read PyTorch's into a TF model) and, unless
+    --tokenizer_name is given, tokenizer files."""
+    folder = model_args.model_name_or_path
+    if not os.path.isdir(folder):
+        return
+    present = set(os.listdir(folder))
+    if "config.json" not in present and model_args.config_name is None:
+        raise UsageError(
+            f"--model_name_or_path {folder} has no config.json, so it is no saved model; pass a folder saved with "
+            "save_pretrained (or --config_name)"
+        )
+    safetensors = os.path.join(folder, "model.safetensors")
+    written_by = safetensors_format(safetensors) if "model.safetensors" in present else "absent"
+    if written_by is None:
+        raise UsageError(
+            f"--model_name_or_path {folder}: {safetensors} is not a readable safetensors file (a broken copy or an "
+            "unfinished download?); save or download the model again"
+        )
+    tf_weights = written_by == "tf" or bool(present & {"tf_model.h5", "tf_model.h5.index.json"})
+    torch_weights = sorted(present & {"pytorch_model.bin", "pytorch_model.bin.index.json"})
+    torch_weights += ["model.safetensors"] if written_by == "pt" else []
+    if not tf_weights and torch_weights:
+        raise UsageError(
+            f"--model_name_or_path {folder} holds PyTorch weights ({', '.join(torch_weights)}), and the Keras scripts "
+            "load TensorFlow ones; use the PyTorch script of this task on it, or convert it where torch is installed: "
+            "TFAutoModelForSeq2SeqLM.from_pretrained(folder, from_pt=True).save_pretrained(new_folder)"
+        )
+    if model_args.tokenizer_name is None and not present & set(TOKENIZER_VOCABULARY_FILES):
+        raise UsageError(
+            f"--model_name_or_path {folder} has no tokenizer files (none of tokenizer.json, spiece.model, vocab.json, "
+            "...); save the tokenizer there (tokenizer.save_pretrained) or pass --tokenizer_name"
+        )
 
 
 def check_fp16_device(training_args) -> None:
