@@ -305,10 +305,12 @@ def resolve_checkpoint(args: argparse.Namespace) -> str | None:
         )
     problem = checkpoint_problem(resume, None, ACCELERATE_RESUME_FILES)
     if problem is not None:
-        earlier = [
-            folder for folder in checkpoint_folders(os.path.dirname(os.path.abspath(resume))) if folder != resume
+        complete = [
+            folder
+            for folder in checkpoint_folders(os.path.dirname(os.path.abspath(resume)))
+            if checkpoint_problem(folder, None, ACCELERATE_RESUME_FILES) is None
         ]
-        hint = "pass an earlier step_N/epoch_N folder" if earlier else "drop the flag to start from scratch"
+        hint = f"pass --resume_from_checkpoint {complete[0]}" if complete else "drop the flag to start from scratch"
         raise UsageError(f"--resume_from_checkpoint {resume}: incomplete checkpoint ({problem}); {hint}")
     return resume
 
