@@ -3,13 +3,27 @@
 import csv
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from helpers import FIXTURES, assert_usage_error, read_json, read_jsonl, read_lines, run_example, train_losses
+from helpers import (
+    FIXTURES,
+    REPO_ROOT,
+    TEST_ENV,
+    assert_usage_error,
+    fresh_hf_home,
+    read_json,
+    read_jsonl,
+    read_lines,
+    run_example,
+    train_losses,
+)
 
 SCRIPT = "examples/pytorch/translation/run_translation.py"
 WMT16 = FIXTURES / "translation" / "wmt16_en_ro" / "sample.json"
@@ -489,11 +503,13 @@ def test_bleu_tokenizer_follows_the_target_language(target_lang, extra, tokenize
 
 @pytest.mark.slow
 def test_two_processes_with_torchrun_score_every_example_once(tiny_models, tmp_path):
+    # No --use_cpu: on a machine without GPUs the two processes are connected over gloo by themselves.
     torchrun = [Path(sys.executable).parent / "torchrun", "--nproc_per_node", 2]
     args = run_args(tiny_models / "marian", None, "marian", **{"--max_steps": 6, "--output_dir": None})
     one = run_example([*args, "--output_dir", tmp_path / "one"])
-    two = run_example([*args, "--use_cpu", "--output_dir", tmp_path / "two"], launcher=torchrun)
-    assert (two.stdout + two.stderr).count("world size: 2") == 2 and "world size: 1" in one.stdout + one.stderr
+    two = run_example([*args, "--output_dir", tmp_path / "two"], launcher=torchrun)
+    assert two.stderr.count("2 processes and no GPU: connecting them on the CPU over gloo") == 1, two.stderr[-3000:]
+    assert "world size: 2" in two.stdout + two.stderr and "world size: 1" in one.stdout + one.stderr
     results = read_json(tmp_path / "two" / "all_results.json")
     assert results["eval_samples"] == results["predict_samples"] == 10  # batches of 4 on 2 ranks: uneven
     assert len(read_lines(tmp_path / "two" / "generated_predictions.txt")) == 10
@@ -527,3 +543,53 @@ def test_predictions_cut_by_the_length_limit_are_reported(tiny_models, tmp_path)
     log = result.stdout + result.stderr
     assert "predictions reached the length limit of 8 tokens and may be cut" in log
     assert "raise --generation_max_length" in log
+
+
+def checkpoint_state_step(folder) -> int | None:
+    """The step trainer_state.json of a checkpoint folder names, once it is completely written."""
+    try:
+        return read_json(folder / "trainer_state.json")["global_step"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def test_sigterm_names_the_checkpoint_and_the_same_command_resumes(tiny_models, tmp_path):
+    output_dir = tmp_path / "out"
+    command = [
+        SCRIPT, "--model_name_or_path", tiny_models / "marian", "--source_lang", "en", "--target_lang", "ro",
+        "--train_file", WMT16, "--do_train", "--max_steps", 12, "--save_steps", 2, "--per_device_train_batch_size", 2,
+        "--max_source_length", 64, "--max_target_length", 64, "--output_dir", output_dir,
+    ]  # fmt: skip
+    env = {**os.environ, **TEST_ENV, "HF_HOME": fresh_hf_home()}
+    process = subprocess.Popen(
+        [sys.executable, *map(str, command)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline, saved = time.time() + 300, False
+    while not saved and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)  # trainer_state.json is the last file the Trainer writes into a checkpoint
+        saved = checkpoint_state_step(output_dir / "checkpoint-2") == 2
+    running = process.poll() is None
+    if running:
+        process.send_signal(signal.SIGTERM)  # what a batch scheduler sends before it kills a job
+    stdout, stderr = process.communicate(timeout=120)
+    assert saved and running, stderr[-3000:]
+    assert process.returncode == 143, f"exit code {process.returncode}\n{stderr[-3000:]}"
+    assert "Traceback" not in stdout + stderr, stderr[-3000:]
+    last_line = stderr.strip().splitlines()[-1]
+    checkpoint = re.search(
+        rf"interrupted \(SIGTERM\); last complete checkpoint: ({re.escape(str(output_dir))}/checkpoint-\d+);",
+        last_line,
+    )
+    assert checkpoint, last_line
+    assert "rerun the same command to resume: " in last_line and SCRIPT in last_line, last_line
+    assert not (output_dir / "run.lock").exists()
+
+    result = run_example(command)
+    assert f"Resuming training from {checkpoint[1]}" in result.stdout + result.stderr, result.stdout[-3000:]
+    assert read_json(output_dir / "trainer_state.json")["global_step"] == 12
+    assert read_json(output_dir / "train_results.json")["train_samples"] == len(read_jsonl(WMT16))
