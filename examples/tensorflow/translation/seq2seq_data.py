@@ -15,7 +15,7 @@ import numpy as np
 from datasets import DatasetDict, load_dataset
 from transformers import DataCollatorForSeq2Seq
 
-from seq2seq_checks import DATA_FILE_FLAGS, UsageError
+from seq2seq_checks import DATA_FILE_FLAGS, UsageError, is_offline_mode
 
 logger = logging.getLogger(__name__)
 
@@ -24,15 +24,25 @@ TEXT_DTYPES = ("string", "large_string")
 
 
 def load_hub_dataset(model_args, data_args) -> DatasetDict:
-    """Load --dataset_name from the Hub (or its cache); an unreachable Hub raises UsageError."""
+    """Load --dataset_name from the Hub (or its cache); an unreachable Hub raises UsageError. Offline, a name that
+    is not a local folder can only come from the datasets cache, which may hold a local folder of that name loaded
+    earlier rather than the Hub dataset: a warning says which cache folder was read."""
     try:
-        return load_dataset(
+        dataset = load_dataset(
             data_args.dataset_name,
             data_args.dataset_config_name,
             cache_dir=model_args.cache_dir,
             token=model_args.token,
             trust_remote_code=model_args.trust_remote_code,
         )
+        if is_offline_mode() and not os.path.isdir(data_args.dataset_name):
+            cached = [entry["filename"] for split in dataset.values() for entry in split.cache_files][:1]
+            logger.warning(
+                f"--dataset_name {data_args.dataset_name}: the Hub is offline, so it was read from the datasets cache "
+                f"({os.path.dirname(cached[0]) if cached else 'cache'}), which holds whatever was last loaded under "
+                "that name (possibly a local folder, not the Hub dataset); pass a folder path or local files to be sure"
+            )
+        return dataset
     except ConnectionError as error:
         raise UsageError(
             f"--dataset_name {data_args.dataset_name}: {error}; the Hub is unreachable or offline "

@@ -182,3 +182,25 @@ def test_a_two_step_run_prints_a_short_log_and_keeps_every_argument_in_a_file(ti
         2, "--log_level", "info", "--output_dir", tmp_path / "verbose",
     ])  # fmt: skip
     assert "loading configuration file" in verbose.stdout + verbose.stderr
+
+
+def test_offline_dataset_name_read_from_the_cache_says_so(tiny_models, tmp_path):
+    """A local folder named like a Hub dataset, loaded once, fills the datasets cache under that name; offline, a
+    later --dataset_name of that name (no such folder where it runs) is read from there: the run must say so."""
+    folder = tmp_path / "project" / "cnn_dailymail"
+    folder.mkdir(parents=True)
+    rows = [json.loads(line) for line in XSUM.read_text().splitlines()][:4]
+    (folder / "test.jsonl").write_text(
+        "".join(json.dumps({"article": row["document"], "highlights": row["summary"]}) + "\n" for row in rows)
+    )
+    (tmp_path / "elsewhere").mkdir()
+    hf_home = {"HF_HOME": str(tmp_path / "hf-home")}
+    command = [
+        REPO_ROOT / SCRIPT, "--model_name_or_path", tiny_models / "t5", "--dataset_name", "cnn_dailymail",
+        "--do_predict", "--predict_with_generate", "--max_source_length", 32, "--generation_max_length", 4,
+    ]  # fmt: skip
+    run_example([*command, "--output_dir", tmp_path / "first"], cwd=tmp_path / "project", env=hf_home)
+    result = run_example([*command, "--output_dir", tmp_path / "second"], cwd=tmp_path / "elsewhere", env=hf_home)
+    log = result.stdout + result.stderr
+    assert "--dataset_name cnn_dailymail: the Hub is offline, so it was read from the datasets cache" in log
+    assert "pass a folder path or local files to be sure" in log
