@@ -1,7 +1,12 @@
 """examples/legacy/seq2seq/finetune_trainer.py end to end on tiny models and the shipped `.source/.target` data."""
 
+import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import sacrebleu
@@ -10,6 +15,8 @@ from transformers import AutoModelForSeq2SeqLM
 
 from helpers import (
     FIXTURES,
+    REPO_ROOT,
+    TEST_ENV,
     assert_usage_error,
     expected_legacy_rouge,
     read_json,
@@ -199,8 +206,15 @@ def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_models, tmp_path)
         if not name.startswith("checkpoint-") and name not in ("hparams.json", "git_log.json"):
             path = out / name
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+    # A checkpoint a killed job left half-written (no optimizer state) is skipped, not resumed from.
+    shutil.copytree(out / "checkpoint-2", out / "checkpoint-3")
+    (out / "checkpoint-3" / "optimizer.pt").unlink()
+    state_3 = read_json(out / "checkpoint-3" / "trainer_state.json")
+    (out / "checkpoint-3" / "trainer_state.json").write_text(json.dumps({**state_3, "global_step": 3}))
     result = run_example([*args, "--max_steps", "4"])
     assert "Resuming training from" in result.stdout + result.stderr
+    assert "checkpoint-3: incomplete (no optimizer.pt)" in result.stdout + result.stderr
+    assert f"Resuming training from {out / 'checkpoint-2'}" in result.stdout + result.stderr
     state = read_json(out / "trainer_state.json")
     assert state["global_step"] == 4
     assert [row["step"] for row in state["log_history"] if "loss" in row] == [1, 2, 3, 4]
@@ -218,3 +232,31 @@ def test_beam_search_with_the_shared_cross_attention_cache_predicts_like_generat
         read_json(tmp_path / "shared" / "test_results.json")["test_bleu"]
         == read_json(tmp_path / "plain" / "test_results.json")["test_bleu"]
     )
+
+
+@pytest.mark.slow
+def test_sigterm_ends_with_one_line_naming_the_checkpoint_and_the_lock_is_released(tiny_models, tmp_path):
+    out = tmp_path / "out"
+    args = [SCRIPT, "--model_name_or_path", tiny_models / "t5", "--data_dir", EN_RO, "--output_dir", out,
+            "--task", "translation", "--do_train", "--save_steps", "2", "--max_steps", "100000",
+            "--per_device_train_batch_size", "1", *COMMON[:4]]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, *map(str, args)],
+        cwd=REPO_ROOT,
+        env={**os.environ, **TEST_ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 240
+    while not (out / "checkpoint-4" / "trainer_state.json").exists() and time.time() < deadline:
+        assert process.poll() is None, process.stderr.read()[-2000:]
+        assert (out / "run.lock").exists() or not (out / "checkpoint-2").exists()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == 143, stderr[-2000:]
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("interrupted (SIGTERM); last complete checkpoint: ") and "rerun the same command" in last
+    assert "finetune_trainer.py" in last and not (out / "run.lock").exists()

@@ -129,3 +129,37 @@ def test_usage_errors_are_one_line(tmp_path, case, expected):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and expected in last and "Traceback" not in result.stderr
     assert not (tmp_path / "out.txt").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_ends_with_one_line_and_the_same_command_resumes(tiny_models, tmp_path):
+    source, target = tmp_path / "test.source", tmp_path / "test.target"
+    source.write_text("\n".join(SOURCE.read_text(encoding="utf-8").split("\n") * 5) + "\n", encoding="utf-8")
+    target.write_text("\n".join(TARGET.read_text(encoding="utf-8").split("\n") * 5) + "\n", encoding="utf-8")
+    save, partial = tmp_path / "out.txt", tmp_path / "out.txt.partial.jsonl"
+    common = ["--task", "translation", "--bs", "2", "--max_length", "32", "--num_beams", "2"]
+    args = eval_args(tiny_models / "marian", save, tmp_path / "s.json", *common, source=source, target=target)
+    process = subprocess.Popen(
+        [sys.executable, *map(str, args)],
+        cwd=REPO_ROOT,
+        env={**os.environ, **TEST_ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while count_records(partial) < 6 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 143 and "Traceback" not in stderr, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
+    saved = count_records(partial)
+    assert last.startswith(f"interrupted (SIGTERM); {saved} of 100 predictions saved in {partial}"), last
+    assert "rerun the same command to resume:" in last and str(save) in last
+    assert not save.exists()
+    result = run_example(args)
+    assert f"{100 - saved} predictions, {saved} resumed" in result.stderr and len(read_lines(save)) == 100
+    # The finished run's outputs are now refused as the target of a rerun without --overwrite.
+    again = run_example(args, expect_success=False)
+    assert again.returncode == 2 and "--overwrite" in again.stderr.strip().splitlines()[-1]

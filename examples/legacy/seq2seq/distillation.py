@@ -298,7 +298,13 @@ def column_value(record: dict, column: str):
 def read_pairs(path: str, data_args: DistillationDataArguments) -> list[tuple[str, str]]:
     """The (source, target) texts of a .json/.jsonl/.csv file; raise UsageError naming the file and row of a
     missing or null field."""
-    dataset = datasets.load_dataset("csv" if path.lower().endswith(".csv") else "json", data_files=path, split="train")
+    try:
+        dataset = datasets.load_dataset(
+            "csv" if path.lower().endswith(".csv") else "json", data_files=path, split="train"
+        )
+    except Exception as error:  # datasets raises many types (DatasetGenerationError, ArrowInvalid, ...)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"{path} cannot be read as a dataset ({reason}); fix the file (one record per row)") from None
     pairs = []
     for row, record in enumerate(dataset):
         try:
@@ -309,7 +315,7 @@ def read_pairs(path: str, data_args: DistillationDataArguments) -> list[tuple[st
                 f"(columns: {', '.join(dataset.column_names)}); pass --source_column/--target_column"
             ) from None
         for column, value in zip((data_args.source_column, data_args.target_column), pair, strict=True):
-            if not isinstance(value, str) or not value.strip():
+            if value is None or isinstance(value, dict | list) or not str(value).strip():
                 raise UsageError(f"{path} row {row + 1}: '{column}' is {value!r}, not a text; fix or drop that row")
         pairs.append(pair)
     return pairs

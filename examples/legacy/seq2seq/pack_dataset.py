@@ -70,7 +70,8 @@ def check_paths(args: argparse.Namespace) -> list[str]:
     or holds files this run would replace (without --overwrite); return the names of the files to write."""
     data_dir, save_path = Path(args.data_dir), Path(args.save_path)
     if not data_dir.is_dir():
-        raise UsageError(f"--data_dir {data_dir}: no such folder; pass a folder with train.source and train.target")
+        what = "is not a folder" if data_dir.exists() else "does not exist"
+        raise UsageError(f"--data_dir {data_dir} {what}; pass a folder with train.source and train.target")
     if not (data_dir / "train.source").is_file() or not (data_dir / "train.target").is_file():
         raise UsageError(f"{data_dir} has no train.source/train.target; pass a data folder")
     if save_path.exists() and same_file(str(save_path), str(data_dir)):
