@@ -593,3 +593,21 @@ def test_sigterm_names_the_checkpoint_and_the_same_command_resumes(tiny_models, 
     assert f"Resuming training from {checkpoint[1]}" in result.stdout + result.stderr, result.stdout[-3000:]
     assert read_json(output_dir / "trainer_state.json")["global_step"] == 12
     assert read_json(output_dir / "train_results.json")["train_samples"] == len(read_jsonl(WMT16))
+
+
+def test_json_objects_around_the_rows_are_read_as_rows(tiny_models, tmp_path):
+    # Rows of mixed shapes (one carries a third language), {"data": [...]} and a dict of lists per language.
+    rows = read_jsonl(WMT16)[:4]
+    mixed = [rows[0], {"translation": {**rows[1]["translation"], "de": "Zweite."}}, *rows[2:]]
+    write_lines(tmp_path / "mixed.jsonl", [json.dumps(row) for row in mixed])
+    (tmp_path / "wrapped.json").write_text(json.dumps({"version": "1.0", "data": rows}))
+    columns = {key: [row["translation"][key] for row in rows] for key in ("en", "ro")}
+    (tmp_path / "columns.json").write_text(json.dumps(columns))
+    output_dir = tmp_path / "out"
+    files = {"--train_file": "mixed.jsonl", "--validation_file": "wrapped.json", "--test_file": "columns.json"}
+    overrides = {flag: tmp_path / name for flag, name in files.items()}
+    result = run_example(run_args(tiny_models / "marian", output_dir, "marian", **overrides, **{"--max_steps": 1}))
+    assert "wrapped.json: reading the examples under its 'data' key" in result.stdout
+    results = read_json(output_dir / "all_results.json")
+    assert results["train_samples"] == results["eval_samples"] == results["predict_samples"] == 4
+    assert len(read_lines(output_dir / "generated_predictions.txt")) == 4
