@@ -83,10 +83,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def validate_args(args: argparse.Namespace) -> None:
     """Check flags and files before loading the model (fills in the default --output_file and --score_path);
     raise UsageError naming the fix."""
-    check_model_folder(args)
-    check_data_file("--input_file", args.input_file)
-    if args.reference_file is not None:
-        check_text_file("--reference_file", args.reference_file)
     check_flag_values(args)
     for name in ("batch_size", "beam_size", "max_tgt_length", "ngram_size"):
         if getattr(args, name) < 1:
@@ -108,6 +104,10 @@ def validate_args(args: argparse.Namespace) -> None:
         raise UsageError("--fp16 needs a GPU (--device cuda); on CPU use --bf16 or neither")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {args.device}: no GPU is visible; pass --device cpu")
+    check_model_folder(args)
+    check_data_file("--input_file", args.input_file)
+    if args.reference_file is not None:
+        check_text_file("--reference_file", args.reference_file)
     check_output_files(args)
 
 
