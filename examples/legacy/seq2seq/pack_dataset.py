@@ -15,10 +15,8 @@ import argparse
 import shutil
 from pathlib import Path
 
-from transformers import AutoTokenizer
-
 from seq2seq_checks import atomic_write, check_text_file, one_line_errors, same_file
-from utils import UsageError, run_cli
+from utils import UsageError, load_tokenizer, run_cli
 
 SPLITS = ("train", "val", "test")
 
@@ -101,7 +99,7 @@ def main(argv: list[str]) -> None:
     if len(src_lines) != len(tgt_lines) or not src_lines:
         raise UsageError(f"train.source has {len(src_lines)} lines and train.target {len(tgt_lines)}; need equal, > 0")
 
-    tokenizer = AutoTokenizer.from_pretrained(args.tok_name)
+    tokenizer = load_tokenizer("--tok_name", args.tok_name)
     packed_src, packed_tgt = pack_examples(tokenizer, src_lines, tgt_lines, args.max_seq_len)
     save_path.mkdir(parents=True, exist_ok=True)
     for name, lines in (("train.source", packed_src), ("train.target", packed_tgt)):
