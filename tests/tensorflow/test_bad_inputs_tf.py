@@ -67,12 +67,18 @@ CASES = {
     # Argument files: every value type-checked, every key known.
     "s yaml quoted boolean": (
         S,
-        BadInput(["{tmp}/quoted_bool.yaml"], ("do_train", "not a boolean", "without quotes")),
+        BadInput(["{tmp}/tf_quoted_bool.yaml"], ("do_train", "not a boolean", "without quotes")),
     ),
-    "s json integer as text": (S, BadInput(["{tmp}/text_batch.json"], ("per_device_train_batch_size", "an integer"))),
-    "t json unknown key": (T, BadInput(["{tmp}/unknown_key.json"], ("learning_rat", "did you mean learning_rate?"))),
+    "s json integer as text": (
+        S,
+        BadInput(["{tmp}/tf_text_batch.json"], ("per_device_train_batch_size", "an integer")),
+    ),
+    "t json unknown key": (
+        T,
+        BadInput(["{tmp}/tf_unknown_key.json"], ("learning_rat", "did you mean learning_rate?")),
+    ),
     # Did you mean: a mistyped flag.
-    "s mistyped flag": (S, BadInput({"--learning_rat": "1e-3"}, ("--learning_rat", "did you mean --learning_rate?"))),
+    "s mistyped flag": (S, BadInput({"--learnig_rate": "1e-3"}, ("--learnig_rate", "did you mean --learning_rate?"))),
     "t mistyped flag": (
         T,
         BadInput({"--source_language": "en"}, ("--source_language", "did you mean --source_lang?")),
@@ -113,9 +119,12 @@ CASES = {
     # The output dir: in use by a running job, or holding an earlier run's results.
     "s output dir in use": (
         S,
-        BadInput({"--output_dir": "{tmp}/locked"}, ("is in use by another run", "wait for it")),
+        BadInput({"--output_dir": "{tmp}/tf_locked"}, ("is in use by another run", "wait for it")),
     ),
-    "t earlier results": (T, BadInput({"--output_dir": "{tmp}/earlier"}, ("{tmp}/earlier", "--overwrite_output_dir"))),
+    "t earlier results": (
+        T,
+        BadInput({"--output_dir": "{tmp}/tf_earlier"}, ("{tmp}/tf_earlier", "--overwrite_output_dir")),
+    ),
     # Model folders the Keras scripts cannot use, refused before loading.
     "s no config": (S, BadInput({"--model_name_or_path": "{tmp}/not_a_model"}, ("not_a_model", "no config.json"))),
     "s no tokenizer": (
@@ -141,18 +150,18 @@ def make_tf_bad_files(tmp_path, models) -> None:
     """The files of this table that tests/bad_inputs.py does not make: argument files, a locked and an earlier
     output dir, and model folders without a tokenizer, with PyTorch weights, with broken weights, of the wrong
     family."""
-    (tmp_path / "quoted_bool.yaml").write_text(
+    (tmp_path / "tf_quoted_bool.yaml").write_text(
         f"model_name_or_path: {models}/t5\ntrain_file: {XSUM}\noutput_dir: {tmp_path}/out\ndo_train: 'False'\n"
     )
     base = {"model_name_or_path": f"{models}/t5", "train_file": str(XSUM), "output_dir": f"{tmp_path}/out"}
-    (tmp_path / "text_batch.json").write_text(json.dumps({**base, "per_device_train_batch_size": "two"}))
+    (tmp_path / "tf_text_batch.json").write_text(json.dumps({**base, "per_device_train_batch_size": "two"}))
     translation = {**base, "model_name_or_path": f"{models}/marian", "source_lang": "en", "target_lang": "ro"}
-    (tmp_path / "unknown_key.json").write_text(json.dumps({**translation, "learning_rat": 1e-3}))
-    (tmp_path / "locked").mkdir()
+    (tmp_path / "tf_unknown_key.json").write_text(json.dumps({**translation, "learning_rat": 1e-3}))
+    (tmp_path / "tf_locked").mkdir()
     # A lock held by a process that runs (this test's): the script must not take it over.
-    (tmp_path / "locked" / "run.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    (tmp_path / "earlier").mkdir()
-    (tmp_path / "earlier" / "all_results.json").write_text('{"eval_bleu": 12.5}')
+    (tmp_path / "tf_locked" / "run.lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    (tmp_path / "tf_earlier").mkdir()
+    (tmp_path / "tf_earlier" / "all_results.json").write_text('{"eval_bleu": 12.5}')
     for name, keep in (("t5-no-tokenizer", ("config.json", "model.safetensors")), ("pytorch-only", None)):
         folder = tmp_path / name
         folder.mkdir()

@@ -36,11 +36,14 @@ def tensorflow_notices_hidden():
     """Send what is written to the stderr file descriptor (by C++ code too) to a temporary file while the block runs;
     afterwards write back every line that is not one of TensorFlow's start-up notices (`NATIVE_NOTICE`). Does
     nothing when the user set TF_CPP_MIN_LOG_LEVEL."""
-    if TENSORFLOW_NOTICES_ASKED_FOR:
+    try:
+        saved = None if TENSORFLOW_NOTICES_ASKED_FOR or sys.stderr is None else os.dup(2)
+    except OSError:  # no stderr descriptor to redirect (a closed one)
+        saved = None
+    if saved is None:
         yield
         return
     sys.stderr.flush()
-    saved = os.dup(2)
     with tempfile.TemporaryFile(mode="w+b") as captured:
         os.dup2(captured.fileno(), 2)
         try:
