@@ -363,6 +363,21 @@ def test_pseudo_labels_replace_train_and_val_targets_only(teacher_dir, tmp_path)
         )
     info = read_json(save_dir / "pseudo_labels.json")
     assert info["splits"] == {"test": "copied", "train": "pseudo-labelled", "val": "pseudo-labelled"}
+    assert info["finished"] is True
+
+    # A finished SAVE_DIR is refused without --overwrite; an interrupted one (same command) is resumed.
+    command = ["examples/legacy/seq2seq/pseudo_label.py", teacher_dir, EN_RO, save_dir, "--bs", "4", "--max_length=12"]
+    train_labels = (save_dir / "train.target").read_bytes()
+    refused = run_example(command, expect_success=False)
+    assert_usage_error(refused, "already holds a finished pseudo-labelling")
+    (save_dir / "pseudo_labels.json").write_text(json.dumps({**info, "finished": False}), encoding="utf-8")
+    val_labels = (save_dir / "val.target").read_bytes()
+    (save_dir / "val.target").unlink()
+    run_example(command)
+    assert (save_dir / "val.target").read_bytes() == val_labels
+    assert (save_dir / "train.target").read_bytes() == train_labels and read_json(save_dir / "pseudo_labels.json")[
+        "finished"
+    ]
 
 
 @pytest.mark.slow
