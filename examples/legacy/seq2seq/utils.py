@@ -21,6 +21,7 @@ from transformers import DynamicCache, EncoderDecoderCache
 
 # The toolkit's one error class and its file safety: the whole-file copy of the task folders' seq2seq_checks.py.
 from seq2seq_checks import (
+    TOKENIZER_VOCABULARY_FILES,
     Interrupted,
     UsageError,
     atomic_write,
@@ -28,6 +29,7 @@ from seq2seq_checks import (
     check_model_reachable,
     did_you_mean,
     is_main_launch_process,
+    known_flags,
     resume_command,
 )
 from seq2seq_checks import run_cli as run_main_cli
@@ -529,7 +531,7 @@ def generate_kwargs_from(parser: argparse.ArgumentParser, unparsed: list[str]) -
     from transformers import GenerationConfig
 
     fields = [key for key in GenerationConfig().to_dict() if not key.startswith("_") and key != "transformers_version"]
-    flags = [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
+    flags = known_flags(parser)
     for item in unparsed:
         key = item.split("=", 1)[0][2:].replace("-", "_") if item.startswith("--") else None
         if key is not None and key not in fields:
@@ -570,22 +572,6 @@ def check_seq2seq_model(flag: str, name_or_path: str, families: str = "BART, mBA
             f"({families})"
         )
     return config
-
-
-# A local folder holds a usable tokenizer when it has one of these vocabulary files (without one, transformers 5
-# builds an empty tokenizer: every word <unk>, no error). The task folders' seq2seq_setup.py keeps the same list.
-TOKENIZER_VOCABULARY_FILES = (
-    "tokenizer.json",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "sentencepiece.model",
-    "tokenizer.model",
-    "source.spm",
-    "vocab.json",
-    "vocab.txt",
-    "merges.txt",
-    "prophetnet.tokenizer",
-)
 
 
 def load_tokenizer(flag: str, name_or_path: str, **kwargs: Any) -> Any:

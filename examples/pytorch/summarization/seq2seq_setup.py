@@ -19,6 +19,7 @@ from seq2seq_checks import (
     check_flag_values,
     check_integrations,
     check_model_reachable,
+    check_tokenizer_files,
     checkpoint_problem,
     is_offline_mode,
     last_complete_checkpoint,
@@ -187,37 +188,6 @@ def load_model_and_tokenizer(model_args):
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     return config, tokenizer, model
-
-
-# A folder holds a usable tokenizer when it has one of these vocabulary files.
-TOKENIZER_VOCABULARY_FILES = (
-    "tokenizer.json",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "sentencepiece.model",
-    "tokenizer.model",
-    "source.spm",
-    "vocab.json",
-    "vocab.txt",
-    "merges.txt",
-    "prophetnet.tokenizer",
-)
-
-
-def check_tokenizer_files(flag: str, folder: str) -> None:
-    """Raise UsageError for a local model folder without tokenizer files: transformers would build an empty
-    tokenizer from it (every token <unk>, scores 0, no error)."""
-    if not os.path.isdir(folder):
-        return
-    if not os.path.isfile(os.path.join(folder, "config.json")) and flag == "--model_name_or_path":
-        raise UsageError(
-            f"{flag} {folder} has no config.json: not a model folder; pass a folder saved with save_pretrained"
-        )
-    if not any(os.path.isfile(os.path.join(folder, name)) for name in TOKENIZER_VOCABULARY_FILES):
-        raise UsageError(
-            f"{flag} {folder} has no tokenizer files (none of tokenizer.json, spiece.model, vocab.json, ...); "
-            "save the tokenizer there (tokenizer.save_pretrained) or pass --tokenizer_name"
-        )
 
 
 def check_trainer_run_args(model_args, data_args, training_args) -> None:

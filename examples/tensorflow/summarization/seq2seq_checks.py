@@ -121,7 +121,8 @@ def one_line_errors(parser) -> None:
     parser.error = error
 
 
-def _known_flags(parser) -> list[str]:
+def known_flags(parser) -> list[str]:
+    """The --long option strings of an argparse parser."""
     return [option for action in parser._actions for option in action.option_strings if option.startswith("--")]
 
 
@@ -135,7 +136,7 @@ def unknown_flags_message(parser, remaining: list[str]) -> str:
     unknown = [part for part in remaining if part.startswith("-")] or remaining
     first = unknown[0].split("=", 1)[0]
     return (
-        f"unknown argument {first}{did_you_mean(first, _known_flags(parser))}: fix or drop it "
+        f"unknown argument {first}{did_you_mean(first, known_flags(parser))}: fix or drop it "
         f"(every unrecognized argument: {' '.join(unknown)}; see --help)"
     )
 
@@ -438,6 +439,38 @@ def check_model_reachable(flag: str, name_or_path: str | None) -> None:
         raise UsageError(
             f"{flag} '{name_or_path}' is not a local folder, and the Hub is offline (HF_HUB_OFFLINE=1) with no "
             "cached copy: pass a folder saved with save_pretrained, or unset HF_HUB_OFFLINE to download it"
+        )
+
+
+# A folder holds a usable tokenizer when it has one of these vocabulary files (without one, transformers builds
+# an empty tokenizer: every word <unk>, no error).
+TOKENIZER_VOCABULARY_FILES = (
+    "tokenizer.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "sentencepiece.model",
+    "tokenizer.model",
+    "source.spm",
+    "vocab.json",
+    "vocab.txt",
+    "merges.txt",
+    "prophetnet.tokenizer",
+)
+
+
+def check_tokenizer_files(flag: str, folder: str) -> None:
+    """Raise UsageError for a local model folder without tokenizer files: transformers would build an empty
+    tokenizer from it (every token <unk>, scores 0, no error)."""
+    if not os.path.isdir(folder):
+        return
+    if not os.path.isfile(os.path.join(folder, "config.json")) and flag == "--model_name_or_path":
+        raise UsageError(
+            f"{flag} {folder} has no config.json: not a model folder; pass a folder saved with save_pretrained"
+        )
+    if not any(os.path.isfile(os.path.join(folder, name)) for name in TOKENIZER_VOCABULARY_FILES):
+        raise UsageError(
+            f"{flag} {folder} has no tokenizer files (none of tokenizer.json, spiece.model, vocab.json, ...); "
+            "save the tokenizer there (tokenizer.save_pretrained) or pass --tokenizer_name"
         )
 
 
