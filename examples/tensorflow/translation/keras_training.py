@@ -76,6 +76,7 @@ from seq2seq_checks import (  # noqa: E402
     check_integrations,
     check_model_reachable,
     check_output_dir,
+    check_tokenizer_files,
     checkpoint_problem,
     is_offline_mode,
     last_complete_checkpoint,
@@ -96,17 +97,6 @@ KERAS_CHECKPOINT_FILES = (
     ("trainer_state.json",),
 )
 LR_SCHEDULES = ("linear", "constant")
-# A tokenizer's vocabulary is in one of these (a folder without any yields an empty tokenizer or a confusing error).
-TOKENIZER_VOCABULARY_FILES = (
-    "tokenizer.json",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "sentencepiece.model",
-    "tokenizer.model",
-    "source.spm",
-    "vocab.json",
-    "vocab.txt",
-)
 # Library messages that say nothing to a user of these scripts: the deprecation of TF classes (these scripts exist
 # for that stack, see their docstrings) and the good news that every weight was loaded. Shown with --log_level info.
 QUIET_TRANSFORMERS_MESSAGES = (
@@ -232,11 +222,8 @@ def check_model_folder(model_args) -> None:
             "load TensorFlow ones; use the PyTorch script of this task on it, or convert it where torch is installed: "
             "TFAutoModelForSeq2SeqLM.from_pretrained(folder, from_pt=True).save_pretrained(new_folder)"
         )
-    if model_args.tokenizer_name is None and not present & set(TOKENIZER_VOCABULARY_FILES):
-        raise UsageError(
-            f"--model_name_or_path {folder} has no tokenizer files (none of tokenizer.json, spiece.model, vocab.json, "
-            "...); save the tokenizer there (tokenizer.save_pretrained) or pass --tokenizer_name"
-        )
+    if model_args.tokenizer_name is None:
+        check_tokenizer_files("--model_name_or_path", folder)
 
 
 def check_fp16_device(training_args) -> None:
