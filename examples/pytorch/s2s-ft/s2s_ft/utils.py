@@ -1,4 +1,4 @@
-"""The error convention shared by the s2s-ft scripts: `UsageError` and `run_cli` of `seq2seq_checks`.
+"""The error convention shared by the s2s-ft scripts: `UsageError`, `run_cli` and `check_utf8` of `seq2seq_checks`.
 
 `seq2seq_checks.py` is the folder's copy of the project-wide module (next to the scripts, kept identical by
 `utils/check_copies.py`), so the package and the scripts raise and catch one `UsageError` class. It is importable
