@@ -594,7 +594,8 @@ def check_output_dir(
     return a checkpoint to resume from, or None.
 
     An empty or missing folder is fine. A folder that holds only `checkpoint-*` folders (a training job
-    that was killed) is resumed from its last checkpoint when training. Anything else is refused unless
+    that was killed) is resumed from its last complete checkpoint when training, or started over when none is
+    complete (killed while writing its first). Anything else is refused unless
     --overwrite_output_dir or --resume_from_checkpoint is given, so no earlier result is overwritten silently.
     `result_files` are the file names that mean "results here" (a script that writes fewer can pass its own);
     `checkpoint_files` what a complete checkpoint holds (see `checkpoint_problem`).
@@ -610,6 +611,15 @@ def check_output_dir(
     results = [name for name in entries if name in result_files]
     if training_args.do_train and last_checkpoint is not None and not results:
         return last_checkpoint
+    if training_args.do_train and all(re.fullmatch(r"checkpoint-\d+", name) for name in entries):
+        # Killed while writing its first checkpoint: nothing to resume from, nothing of the user's to keep.
+        for name in entries:
+            shutil.rmtree(os.path.join(output_dir, name))
+        logger.warning(
+            f"--output_dir {output_dir}: no complete checkpoint to resume from; removed the incomplete "
+            f"{', '.join(entries)} and starting over"
+        )
+        return None
     shown = ", ".join((results or entries)[:5]) + (", ..." if len(results or entries) > 5 else "")
     resume_hint = f", --resume_from_checkpoint {last_checkpoint}" if last_checkpoint else ""
     raise UsageError(

@@ -270,6 +270,17 @@ def check_output_dir_for_accelerate(args: argparse.Namespace) -> str | None:
     results = [name for name in entries if name in RESULT_FILES]
     if checkpoint is not None and not results:
         return checkpoint
+    leftovers = [name for name in entries if name not in RUN_LOG_FILES]
+    if all(CHECKPOINT_NAME.fullmatch(name.removesuffix(PARTIAL_SUFFIX)) for name in leftovers):
+        # Killed before its first checkpoint was complete: nothing to resume from; the log restarts with the run.
+        for name in entries:
+            path = os.path.join(args.output_dir, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        logger.warning(
+            f"--output_dir {args.output_dir}: no complete checkpoint to resume from; removed the "
+            f"incomplete {', '.join(entries)} and starting over"
+        )
+        return None
     shown = ", ".join((results or entries)[:5]) + (", ..." if len(results or entries) > 5 else "")
     resume_hint = f", --resume_from_checkpoint {checkpoint}" if checkpoint else ""
     raise UsageError(

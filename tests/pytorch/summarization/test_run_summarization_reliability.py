@@ -204,3 +204,15 @@ def test_offline_dataset_name_read_from_the_cache_says_so(tiny_models, tmp_path)
     log = result.stdout + result.stderr
     assert "--dataset_name cnn_dailymail: the Hub is offline, so it was read from the datasets cache" in log
     assert "pass a folder path or local files to be sure" in log
+
+
+def test_a_run_killed_while_writing_its_first_checkpoint_starts_over(tiny_models, tmp_path):
+    # What the kill soak found: only a half-written checkpoint-5 left; the same command must not refuse the folder.
+    output_dir = tmp_path / "out"
+    (output_dir / "checkpoint-5").mkdir(parents=True)
+    (output_dir / "checkpoint-5" / "model.safetensors").write_bytes(b"half")
+    result = run_example(training_args(tiny_models, output_dir, max_steps=4, save_steps=2))
+    log = result.stdout + result.stderr
+    assert "no complete checkpoint to resume from; removed the incomplete checkpoint-5 and starting over" in log
+    assert read_json(output_dir / "trainer_state.json")["global_step"] == 4
+    assert not (output_dir / "checkpoint-5").exists()
