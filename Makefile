@@ -68,9 +68,13 @@ style: setup
 	$(VENV)/bin/ruff format .
 
 # Benchmarks, not tests: eval/predict and training speed options side by side (~15 min on 2 idle cores).
-.PHONY: bench
+.PHONY: bench bench-soak
 bench: tiny-models
 	$(PY) bench/generation_and_training.py
+
+# SIGKILL a small training run at 20 random moments, rerun it each time, compare the final weights (~20 min).
+bench-soak: tiny-models
+	nice $(PY) bench/kill_soak.py
 
 clean:
 	rm -rf $(TINY_MODELS) $(TINY_TF_MODELS) outputs .pytest_cache
