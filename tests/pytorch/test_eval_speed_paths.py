@@ -137,7 +137,18 @@ def test_two_tier_evaluation_is_cheap_during_training_and_full_at_the_end(tiny_m
         "--per_device_train_batch_size", 2, "--per_device_eval_batch_size", 4, "--generation_max_length", 8,
         "--predict_with_generate", "--num_beams", 2,
     ]  # fmt: skip
-    flags = ["--do_train", "--do_eval", "--do_predict", "--max_steps", 4, "--save_strategy", "no"]
+    # --log_level info: the Trainer's own "Num examples" lines, counted below.
+    flags = [
+        "--do_train",
+        "--do_eval",
+        "--do_predict",
+        "--max_steps",
+        4,
+        "--save_strategy",
+        "no",
+        "--log_level",
+        "info",
+    ]
     flags += ["--eval_strategy", "steps", "--eval_steps", 2, "--eval_subset_size", 4, "--eval_num_beams", 1]
     result = run_example([*common, *flags, "--output_dir", tmp_path / "out"])
     log = result.stdout + result.stderr

@@ -65,7 +65,13 @@ def describe_trainer_run(trainer, train_dataset=None, eval_dataset=None, predict
     args = trainer.args
     parts = []
     if train_dataset is not None:
-        batches = len(trainer.get_train_dataloader())  # per process, whatever sampler sizes the batches
+        # Per process, whatever sampler sizes the batches; the sampler logs its batches when training starts.
+        sampler_logger = logging.getLogger("trainer_speedups")
+        sampler_logger.disabled = True
+        try:
+            batches = len(trainer.get_train_dataloader())
+        finally:
+            sampler_logger.disabled = False
         steps_per_epoch = max(batches // args.gradient_accumulation_steps, 1)
         steps = args.max_steps if args.max_steps > 0 else int(np.ceil(args.num_train_epochs * steps_per_epoch))
         batch = (

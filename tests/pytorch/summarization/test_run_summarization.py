@@ -451,7 +451,7 @@ def test_torchrun_without_gpus_connects_the_processes_over_gloo(tiny_models, tmp
     # One run of 2 steps with a total batch of 4 (2 per process), not two separate runs.
     state = read_json(tmp_path / "out" / "trainer_state.json")
     assert state["global_step"] == 2 and state["train_batch_size"] == 2
-    assert read_json(tmp_path / "out" / "train_results.json")["train_samples"] == 4
+    assert read_json(tmp_path / "out" / "train_results.json")["train_samples"] == 10
     assert "world size: 2" in result.stdout + result.stderr
 
 
