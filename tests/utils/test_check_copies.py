@@ -8,7 +8,6 @@ thing and checks the exit status and the `path:line:` message; the fix tests che
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -109,12 +108,9 @@ def edit(root: Path, rel: str, old: str, new: str) -> None:
 
 
 def test_in_sync_copies_pass(repo: Path):
-    start = time.perf_counter()
     result = run_checker(repo)
-    elapsed = time.perf_counter() - start
     assert result.returncode == 0, output(result)
     assert result.stdout.strip() == "checked 3 copies in 1 files: all in sync"
-    assert elapsed < 3, f"check took {elapsed:.1f} s"
 
 
 def test_formatting_and_blank_lines_are_ignored(repo: Path):

@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -320,9 +319,7 @@ def test_second_run_skips_force_rebuilds_and_damage_is_repaired(builds, tmp_path
     shutil.copytree(folder, copy)  # the stamp holds no paths, so a copied build is still up to date
     before_bytes, before_mtimes = file_bytes(folder), file_mtimes(folder)
 
-    start = time.perf_counter()
     stdout = finish(start_script("--output_dir", str(folder)))
-    assert time.perf_counter() - start < 10
     assert "up to date" in stdout
     assert file_mtimes(folder) == before_mtimes
 
