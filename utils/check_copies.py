@@ -41,14 +41,17 @@ FULL_COPIES: dict[str, str] = {
     "examples/tensorflow/summarization/seq2seq_data.py": "examples/pytorch/summarization/seq2seq_data.py",
     "examples/tensorflow/summarization/summarization_data.py": "examples/pytorch/summarization/summarization_data.py",
     "examples/tensorflow/summarization/rouge_scoring.py": "examples/pytorch/summarization/rouge_scoring.py",
+    "examples/tensorflow/summarization/official_rouge.py": "examples/pytorch/summarization/official_rouge.py",
     "examples/tensorflow/translation/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
     "examples/tensorflow/translation/seq2seq_data.py": "examples/pytorch/summarization/seq2seq_data.py",
     "examples/tensorflow/translation/translation_data.py": "examples/pytorch/translation/translation_data.py",
     "examples/tensorflow/translation/bleu_scoring.py": "examples/pytorch/translation/bleu_scoring.py",
     # The libraries (legacy toolkit, s2s-ft): the modules they use unchanged, next to their scripts.
     "examples/legacy/seq2seq/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
+    "examples/legacy/seq2seq/official_rouge.py": "examples/pytorch/summarization/official_rouge.py",
     "examples/pytorch/s2s-ft/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
     "examples/pytorch/s2s-ft/rouge_scoring.py": "examples/pytorch/summarization/rouge_scoring.py",
+    "examples/pytorch/s2s-ft/official_rouge.py": "examples/pytorch/summarization/official_rouge.py",
     # The Keras machinery (imports TensorFlow; only the Keras folders have it).
     "examples/tensorflow/translation/keras_training.py": "examples/tensorflow/summarization/keras_training.py",
 }

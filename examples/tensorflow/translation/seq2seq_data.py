@@ -2,10 +2,11 @@
 
 Loading a Hub dataset or local .csv/.tsv/.json/.jsonl files with one-line errors, the training target of a
 multi-reference example, language-code checks, a collator for unlabelled data, and decoding generated ids into
-the predictions file. Imports neither torch nor TensorFlow (see seq2seq_checks.py for how the copies are kept).
+the predictions file and its per-example twin (generated_predictions.jsonl). Imports neither torch nor TensorFlow (see seq2seq_checks.py for how the copies are kept).
 """
 
 import difflib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import numpy as np
 from datasets import DatasetDict, load_dataset
 from transformers import DataCollatorForSeq2Seq
 
-from seq2seq_checks import DATA_FILE_FLAGS, UsageError, is_offline_mode
+from seq2seq_checks import DATA_FILE_FLAGS, UsageError, atomic_write, is_offline_mode
 
 logger = logging.getLogger(__name__)
 
@@ -192,3 +193,46 @@ def write_predictions(path: str, predictions: list[str]) -> None:
     with open(f"{path}.tmp", "w", encoding="utf-8") as handle:
         handle.writelines(f"{prediction}\n" for prediction in predictions)
     os.replace(f"{path}.tmp", path)
+
+
+def generation_lengths(
+    token_ids, num_examples: int, pad_token_id: int, eos_token_id: int | None, max_length: int | None
+) -> tuple[list[int], list[bool]]:
+    """Per example: how many tokens were generated (the decoder start token at position 0 is given, not generated;
+    padding is not counted) and whether generation stopped at the length limit rather than at end-of-sequence
+    (no EOS generated, or the sequence fills `max_length`, which also catches a forced final EOS)."""
+    if isinstance(token_ids, tuple):
+        token_ids = token_ids[0]
+    token_ids = np.asarray(token_ids)[:num_examples]
+    token_ids = np.where(token_ids < 0, pad_token_id, token_ids)
+    if token_ids.ndim != 2 or token_ids.shape[1] == 0:
+        return [0] * len(token_ids), [False] * len(token_ids)
+    generated = token_ids[:, 1:]
+    counts = np.count_nonzero(generated != pad_token_id, axis=1)
+    used = np.where(token_ids != pad_token_id, np.arange(1, token_ids.shape[1] + 1), 0).max(axis=1)
+    no_eos = np.ones(len(token_ids), dtype=bool) if eos_token_id is None else ~(generated == eos_token_id).any(axis=1)
+    at_limit = no_eos | (used >= max_length) if max_length is not None else no_eos
+    return [int(count) for count in counts], [bool(flag) for flag in at_limit]
+
+
+def write_prediction_records(
+    path: str,
+    predictions: list[str],
+    references: list[str | list[str]] | None,
+    scores: list[dict[str, float]] | None,
+    generated_tokens: list[int],
+    hit_length_limit: list[bool],
+) -> None:
+    """generated_predictions.jsonl: one JSON object per example, in the order of generated_predictions.txt, with
+    its references, its own scores, and its generated length (sort it by a score to find the worst examples)."""
+    with atomic_write(path) as handle:
+        for index, prediction in enumerate(predictions):
+            record = {"index": index, "prediction": prediction}
+            if references is not None:
+                reference = references[index]
+                record["references"] = [reference] if isinstance(reference, str) else list(reference)
+            if scores is not None:
+                record["scores"] = scores[index]
+            record["generated_tokens"] = generated_tokens[index]
+            record["hit_length_limit"] = hit_length_limit[index]
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
