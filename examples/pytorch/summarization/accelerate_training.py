@@ -43,7 +43,7 @@ from seq2seq_checks import (
     lock_output_dir,
     set_sibling_log_level,
 )
-from seq2seq_data import decode_predictions
+from seq2seq_data import decode_predictions, generation_lengths
 from trainer_speedups import generation_batches, restore_input_order, with_shared_cross_attention
 
 logger = logging.getLogger(__name__)
@@ -463,7 +463,7 @@ def generate_texts(
     share_cross_attention: bool = True,
 ):
     """Generate an output text (summary, translation) for every example of `dataloader`, on all processes; return
-    (texts in input order, gen_len). The gathered rows are cut to the dataset's length: `gather_for_metrics` drops
+    (texts in input order, gen_len, (generated token counts, hit the length limit) per example). The gathered rows are cut to the dataset's length: `gather_for_metrics` drops
     the examples repeated to fill the last batch, and token-budget batches put their filler copies last, so each
     example counts once. `order` says how the dataset was reordered (`order_for_generation`); with
     `share_cross_attention`, beam search leaves the cross-attention keys/values in place
@@ -484,7 +484,14 @@ def generate_texts(
     token_ids = np.full((len(rows), max((len(row) for row in rows), default=0)), tokenizer.pad_token_id)
     for index, row in enumerate(rows):
         token_ids[index, : len(row)] = row
-    return decode_predictions(tokenizer, restore_input_order(token_ids, num_examples, order), num_examples)
+    token_ids = restore_input_order(token_ids, num_examples, order)
+    texts, gen_len = decode_predictions(tokenizer, token_ids, num_examples)
+    max_length = gen_kwargs.get("max_length")
+    return (
+        texts,
+        gen_len,
+        generation_lengths(token_ids, num_examples, tokenizer.pad_token_id, tokenizer.eos_token_id, max_length),
+    )
 
 
 def write_json(path: str, data: dict) -> None:

@@ -549,7 +549,7 @@ def main() -> None:
         gen_kwargs["num_beams"] = args.num_beams
 
     def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str]]:
-        predictions, gen_len = generate_texts(
+        predictions, gen_len, _ = generate_texts(
             accelerator, model, dataloader, tokenizer, gen_kwargs, split, order, args.eval_beams_share_cross_attention
         )
         metrics = {}

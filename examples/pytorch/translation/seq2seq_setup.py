@@ -1,7 +1,7 @@
 """Model, tokenizer and logging set-up for the PyTorch seq2seq scripts (Trainer and Accelerate twins).
 
 Loading config, tokenizer and model with one-line errors, fitting the position embeddings to --max_source_length,
-the Trainer scripts' log set-up, and the check for hardware bf16 on a CPU.
+the Trainer scripts' log set-up and metric table, and the check for hardware bf16 on a CPU.
 """
 
 import logging
@@ -89,6 +89,16 @@ def describe_trainer_run(trainer, train_dataset=None, eval_dataset=None, predict
     precision = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
     parts.append(f"{precision} on {args.device.type}, world size: {args.world_size}")
     return "Run: " + "; ".join(parts)
+
+
+def log_metrics(trainer, split: str, metrics: dict) -> None:
+    """The Trainer's metric table, with the signatures (the string values: how BLEU or ROUGE was computed) printed
+    in full under it rather than padded into its columns."""
+    trainer.log_metrics(split, {key: value for key, value in metrics.items() if not isinstance(value, str)})
+    if trainer.is_world_process_zero():
+        for key, value in metrics.items():
+            if isinstance(value, str):
+                print(f"  {key}: {value}")
 
 
 def cpu_has_native_bf16() -> bool | None:
