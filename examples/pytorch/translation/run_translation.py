@@ -37,7 +37,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments, default_data_collator, set_seed
 
-from bleu_scoring import BLEU_TOKENIZERS, choose_bleu_tokenizer, compute_translation_metrics
+from bleu_scoring import (
+    BLEU_TOKENIZERS,
+    choose_bleu_tokenizer,
+    compute_translation_metrics,
+    sentence_translation_scores,
+)
 from seq2seq_checks import (
     BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
@@ -52,12 +57,20 @@ from seq2seq_checks import (
     save_run_arguments,
     save_trainer_state,
 )
-from seq2seq_data import DataCollatorForSeq2SeqAllowingNoLabels, decode_predictions, first_reference, write_predictions
+from seq2seq_data import (
+    DataCollatorForSeq2SeqAllowingNoLabels,
+    decode_predictions,
+    first_reference,
+    generation_lengths,
+    write_prediction_records,
+    write_predictions,
+)
 from seq2seq_setup import (
     check_trainer_run_args,
     describe_trainer_run,
     fit_position_embeddings,
     load_model_and_tokenizer,
+    log_metrics,
     setup_logging,
 )
 from trainer_speedups import Seq2SeqTrainerWithSpeedups, order_for_generation, restore_input_order
@@ -619,7 +632,7 @@ def main() -> None:
         trainer.save_model()  # saves the tokenizer too
         metrics = train_result.metrics
         metrics["train_samples"] = len(train_dataset)
-        trainer.log_metrics("train", metrics)
+        log_metrics(trainer, "train", metrics)
         save_results(trainer, "train", metrics)
         save_trainer_state(trainer)
     training_args.generation_num_beams = final_num_beams
@@ -630,10 +643,11 @@ def main() -> None:
         trainer.compute_metrics = metrics_for(eval_references, eval_order)
         metrics = trainer.evaluate(eval_dataset=eval_dataset, metric_key_prefix="eval")
         metrics["eval_samples"] = len(eval_dataset)
-        trainer.log_metrics("eval", metrics)
+        log_metrics(trainer, "eval", metrics)
         save_results(trainer, "eval", metrics)
 
-    # Predict: translate the test set, score against its references, write one translation per line.
+    # Predict: translate the test set, score against its references, write one translation per line (.txt) and one
+    # record per example with its own scores and generated length (.jsonl).
     if training_args.do_predict:
         logger.info("*** Predict ***")
         trainer.compute_metrics = None  # the eval references do not apply; predictions are scored below
@@ -651,7 +665,24 @@ def main() -> None:
             metrics["predict_gen_len"] = gen_len
             if trainer.is_world_process_zero():
                 write_predictions(os.path.join(training_args.output_dir, "generated_predictions.txt"), predictions)
-        trainer.log_metrics("predict", metrics)
+                per_example = None
+                if predict_references is not None:
+                    per_example = sentence_translation_scores(predictions, predict_references, bleu_tokenize, romanian)
+                lengths = generation_lengths(
+                    token_ids,
+                    len(predict_dataset),
+                    tokenizer.pad_token_id,
+                    tokenizer.eos_token_id,
+                    training_args.generation_max_length,
+                )
+                write_prediction_records(
+                    os.path.join(training_args.output_dir, "generated_predictions.jsonl"),
+                    predictions,
+                    predict_references,
+                    per_example,
+                    *lengths,
+                )
+        log_metrics(trainer, "predict", metrics)
         save_results(trainer, "predict", metrics)
 
     # Model card, or push to the Hub.
