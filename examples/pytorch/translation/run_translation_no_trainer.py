@@ -29,7 +29,7 @@ by running the same command again: a folder that holds only checkpoints is resum
 
 To adapt it to your data, edit this file: the data flags (`add_data_arguments`), `preprocess_function` in `main()`
 (what goes in and what the model learns to write) and `evaluate` in `main()` (the metric, here
-`compute_translation_metrics`). The loop's machinery (checkpoints, result files, generation on all processes) is in
+`compute_translation_metrics`; per example, `sentence_translation_scores` in `write_prediction_files`). The loop's machinery (checkpoints, result files, generation on all processes) is in
 `accelerate_training.py`.
 """
 
@@ -68,7 +68,12 @@ from accelerate_training import (
     save_model,
     setup_accelerate_logging,
 )
-from bleu_scoring import BLEU_TOKENIZERS, choose_bleu_tokenizer, compute_translation_metrics
+from bleu_scoring import (
+    BLEU_TOKENIZERS,
+    choose_bleu_tokenizer,
+    compute_translation_metrics,
+    sentence_translation_scores,
+)
 from seq2seq_checks import (
     BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
@@ -80,7 +85,12 @@ from seq2seq_checks import (
     run_cli,
     save_run_arguments,
 )
-from seq2seq_data import DataCollatorForSeq2SeqAllowingNoLabels, first_reference, write_predictions
+from seq2seq_data import (
+    DataCollatorForSeq2SeqAllowingNoLabels,
+    first_reference,
+    write_prediction_records,
+    write_predictions,
+)
 from seq2seq_setup import cpu_has_native_bf16, fit_position_embeddings, load_model_and_tokenizer
 from trainer_speedups import check_eval_max_tokens, order_for_generation
 from translation_data import (
@@ -326,6 +336,24 @@ def validate_args(args: argparse.Namespace) -> str | None:
     return resolve_checkpoint(args) or found
 
 
+def write_prediction_files(
+    stem: str,
+    predictions: list[str],
+    references: list[str | list[str]] | None,
+    lengths: tuple[list[int], list[bool]],
+    bleu_tokenize: str,
+    romanian: bool,
+) -> None:
+    """`<stem>.txt`, one translation per line, and `<stem>.jsonl`, one record per example in the same order: its
+    references, sentence BLEU and chrF (None without references), generated tokens and whether generation stopped
+    at the length limit (`lengths`, from `generate_texts`)."""
+    write_predictions(f"{stem}.txt", predictions)
+    scores = None
+    if references is not None:
+        scores = sentence_translation_scores(predictions, references, bleu_tokenize, romanian)
+    write_prediction_records(f"{stem}.jsonl", predictions, references, scores, *lengths)
+
+
 def main() -> None:
     # Parse and validate every argument before loading anything.
     args = parse_args()
@@ -548,17 +576,17 @@ def main() -> None:
     if args.num_beams is not None:
         gen_kwargs["num_beams"] = args.num_beams
 
-    def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str]]:
-        predictions, gen_len, _ = generate_texts(
+    def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str], tuple[list[int], list[bool]]]:
+        predictions, gen_len, lengths = generate_texts(
             accelerator, model, dataloader, tokenizer, gen_kwargs, split, order, args.eval_beams_share_cross_attention
         )
         metrics = {}
         if references is not None:
             scores = compute_translation_metrics(predictions, references, bleu_tokenize, args.romanian_postprocessing)
             metrics = {f"{split}_{key}": value for key, value in scores.items()}
-        return {**metrics, f"{split}_gen_len": gen_len, f"{split}_samples": len(predictions)}, predictions
+        return {**metrics, f"{split}_gen_len": gen_len, f"{split}_samples": len(predictions)}, predictions, lengths
 
-    eval_metrics = eval_predictions = None
+    eval_metrics = eval_predictions = eval_lengths = None
     progress_bar = tqdm(
         total=max_train_steps, initial=progress.completed_steps, disable=not accelerator.is_local_main_process
     )
@@ -618,7 +646,9 @@ def main() -> None:
 
         progress.epoch, progress.batches_done = epoch + 1, 0
         if eval_dataloader is not None:
-            eval_metrics, eval_predictions = evaluate(eval_dataloader, eval_references, "eval", eval_order)
+            eval_metrics, eval_predictions, eval_lengths = evaluate(
+                eval_dataloader, eval_references, "eval", eval_order
+            )
             logger.info(f"epoch {epoch}, step {progress.completed_steps}: {eval_metrics}")
         if args.with_tracking:
             epoch_loss = sum(epoch_losses) / max(len(epoch_losses), 1)
@@ -635,7 +665,7 @@ def main() -> None:
     progress_bar.close()
     train_runtime = time.time() - start_time
     if eval_dataloader is not None and eval_metrics is None:  # resumed from a checkpoint of the finished run
-        eval_metrics, eval_predictions = evaluate(eval_dataloader, eval_references, "eval", eval_order)
+        eval_metrics, eval_predictions, eval_lengths = evaluate(eval_dataloader, eval_references, "eval", eval_order)
 
     # Save the model, the training summary and the last evaluation.
     save_model(accelerator, model, tokenizer, args.output_dir)
@@ -652,15 +682,32 @@ def main() -> None:
         logger.info(f"train metrics: {train_metrics}")
         if eval_metrics is not None:
             save_metrics(args.output_dir, "eval", {**eval_metrics, **finished})
-            write_predictions(os.path.join(args.output_dir, "eval_predictions.txt"), eval_predictions)
+            write_prediction_files(
+                os.path.join(args.output_dir, "eval_predictions"),
+                eval_predictions,
+                eval_references,
+                eval_lengths,
+                bleu_tokenize,
+                args.romanian_postprocessing,
+            )
 
-    # Predict: translate the test set, score against its references, write one translation per line.
+    # Predict: translate the test set, score against its references, write one translation per line (.txt) and one
+    # record per example with its own scores and generated length (.jsonl).
     if predict_dataloader is not None:
         logger.info("*** Predict ***")
-        predict_metrics, predictions = evaluate(predict_dataloader, predict_references, "predict", predict_order)
+        predict_metrics, predictions, lengths = evaluate(
+            predict_dataloader, predict_references, "predict", predict_order
+        )
         logger.info(f"predict metrics: {predict_metrics}")
         if accelerator.is_main_process:
-            write_predictions(os.path.join(args.output_dir, "generated_predictions.txt"), predictions)
+            write_prediction_files(
+                os.path.join(args.output_dir, "generated_predictions"),
+                predictions,
+                predict_references,
+                lengths,
+                bleu_tokenize,
+                args.romanian_postprocessing,
+            )
             save_metrics(args.output_dir, "predict", predict_metrics)
 
     # Push to the Hub.
