@@ -3,7 +3,9 @@
 
 Works with any `AutoModelForSeq2SeqLM` checkpoint (T5, BART, mBART, Pegasus, Marian, ...), on a Hub
 dataset (`--dataset_name`) or local `.csv` / `.json` / `.jsonl` files, and scores generated summaries
-with ROUGE-1/2/L/Lsum computed by `rouge_score` (stemmer on, F1 x 100, mean over examples).
+with ROUGE-1/2/L/Lsum, F1 x 100: by default from `rouge_score` (stemmer on, mean over examples, as other Hugging
+Face scripts report it), with `--rouge_backend official` as the ROUGE-1.5.5 script papers use (pure Python, with
+95% intervals). Each result file holds the ROUGE signature; `generated_predictions.jsonl` has per-example scores.
 
 One process (CPU or one GPU), on the tiny offline demo model and the shipped sample data:
 
@@ -23,7 +25,7 @@ Several GPUs (or two CPU processes): the same arguments after `torchrun --nproc_
 To adapt it, copy this folder and edit this file: the data flags and column defaults (`DataTrainingArguments`;
 known Hub datasets' columns are in `summarization_data.py`), `preprocess_function` in `main()` (what goes in and
 what the model learns to write) and the metric (`make_compute_metrics` and the predict stage call
-`compute_rouge` from `rouge_scoring.py`). The sibling modules hold the machinery: `seq2seq_checks.py` (errors,
+`score_rouge` from `rouge_scoring.py`). The sibling modules hold the machinery: `seq2seq_checks.py` (errors,
 output-dir safety), `seq2seq_data.py` (loading, predictions), `seq2seq_setup.py` (model, logging, run checks),
 `trainer_speedups.py` (the Trainer subclass and its speed options).
 """
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments, default_data_collator, set_seed
 
-from rouge_scoring import check_sentence_splitter, compute_rouge
+from rouge_scoring import ROUGE_BACKENDS, check_rouge_backend, check_sentence_splitter, score_rouge
 from seq2seq_checks import (
     BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
@@ -54,7 +56,9 @@ from seq2seq_data import (
     DataCollatorForSeq2SeqAllowingNoLabels,
     decode_predictions,
     first_reference,
+    generation_lengths,
     load_raw_datasets,
+    write_prediction_records,
     write_predictions,
 )
 from seq2seq_setup import (
@@ -62,6 +66,7 @@ from seq2seq_setup import (
     describe_trainer_run,
     fit_position_embeddings,
     load_model_and_tokenizer,
+    log_metrics,
     setup_logging,
 )
 from summarization_data import drop_empty_examples, resolve_columns, set_up_language_codes
@@ -198,6 +203,16 @@ class DataTrainingArguments:
     forced_bos_token: str | None = field(
         default=None,
         metadata={"help": "For mBART-50: language code forced as the first generated token (e.g. en_XX)."},
+    )
+    rouge_backend: str = field(
+        default="rouge_score",
+        metadata={
+            "help": (
+                "How ROUGE is computed: rouge_score (Google's package, as other Hugging Face scripts report it) or "
+                "official (ROUGE-1.5.5 as papers report it through pyrouge, in pure Python, with 95% intervals)."
+            ),
+            "choices": list(ROUGE_BACKENDS),
+        },
     )
 
     def __post_init__(self):
@@ -336,20 +351,26 @@ def validate_args(
         data_args.summary_column,
         "the model would learn to copy its input",
     )
+    check_rouge_backend(data_args.rouge_backend)
     check_trainer_run_args(model_args, data_args, training_args)
     return check_output_dir(training_args)
 
 
 def make_compute_metrics(
-    tokenizer, references: list[str | list[str]], max_length: int, order: np.ndarray | None = None
+    tokenizer,
+    references: list[str | list[str]],
+    max_length: int,
+    order: np.ndarray | None = None,
+    rouge_backend: str = "rouge_score",
 ):
-    """`compute_metrics` for the Trainer: ROUGE of the generated texts against the untruncated references
-    (`order`: how the eval dataset was reordered, see `order_for_generation`)."""
+    """`compute_metrics` for the Trainer: ROUGE of the generated texts against the untruncated references, with its
+    signature (`order`: how the eval dataset was reordered, see `order_for_generation`)."""
 
-    def compute_metrics(eval_preds) -> dict[str, float]:
+    def compute_metrics(eval_preds) -> dict[str, float | str]:
         token_ids = restore_input_order(eval_preds.predictions, len(references), order)
         predictions, gen_len = decode_predictions(tokenizer, token_ids, len(references), max_length)
-        return {**compute_rouge(predictions, references), "gen_len": gen_len}
+        rouge = score_rouge(predictions, references, rouge_backend)
+        return {**rouge.corpus, "rouge_signature": rouge.signature, "gen_len": gen_len}
 
     return compute_metrics
 
@@ -527,7 +548,9 @@ def main() -> None:
     def metrics_for(references, order):
         if not (training_args.predict_with_generate and references is not None):
             return None
-        return make_compute_metrics(tokenizer, references, training_args.generation_max_length, order)
+        return make_compute_metrics(
+            tokenizer, references, training_args.generation_max_length, order, data_args.rouge_backend
+        )
 
     trainer = Seq2SeqTrainerWithSpeedups(
         model=model,
@@ -559,10 +582,11 @@ def main() -> None:
         trainer.compute_metrics = metrics_for(eval_references, eval_order)
         metrics = trainer.evaluate(eval_dataset=eval_dataset, metric_key_prefix="eval")
         metrics["eval_samples"] = len(eval_dataset)
-        trainer.log_metrics("eval", metrics)
+        log_metrics(trainer, "eval", metrics)
         save_results(trainer, "eval", metrics)
 
-    # Predict: generate for the test set, score against its references, write one prediction per line.
+    # Predict: generate for the test set, score against its references, write one prediction per line, and one JSON
+    # record per example (its references, its own ROUGE, its generated length) to find the worst ones.
     if training_args.do_predict:
         logger.info("*** Predict ***")
         trainer.compute_metrics = None  # the eval references do not apply; predictions are scored below
@@ -574,14 +598,29 @@ def main() -> None:
             predictions, gen_len = decode_predictions(
                 tokenizer, token_ids, len(predict_dataset), training_args.generation_max_length
             )
+            rouge = None
             if predict_references is not None:
-                metrics.update(
-                    {f"predict_{key}": value for key, value in compute_rouge(predictions, predict_references).items()}
-                )
+                rouge = score_rouge(predictions, predict_references, data_args.rouge_backend)
+                metrics.update({f"predict_{key}": value for key, value in rouge.corpus.items()})
+                metrics["predict_rouge_signature"] = rouge.signature
             metrics["predict_gen_len"] = gen_len
             if trainer.is_world_process_zero():
                 write_predictions(os.path.join(training_args.output_dir, "generated_predictions.txt"), predictions)
-        trainer.log_metrics("predict", metrics)
+                lengths = generation_lengths(
+                    token_ids,
+                    len(predict_dataset),
+                    tokenizer.pad_token_id,
+                    tokenizer.eos_token_id,
+                    training_args.generation_max_length,
+                )
+                write_prediction_records(
+                    os.path.join(training_args.output_dir, "generated_predictions.jsonl"),
+                    predictions,
+                    predict_references,
+                    rouge.per_example if rouge else None,
+                    *lengths,
+                )
+        log_metrics(trainer, "predict", metrics)
         save_results(trainer, "predict", metrics)
 
     # Model card, or push to the Hub.

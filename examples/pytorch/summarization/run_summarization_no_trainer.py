@@ -3,7 +3,8 @@
 
 The twin of `run_summarization.py` without `Seq2SeqTrainer`: the same data handling, ROUGE and error messages, but
 the loop (AdamW, schedule, gradient accumulation, checkpoints, evaluation) is written out here, so it is easy to
-change. The model is evaluated with ROUGE-1/2/L/Lsum (`rouge_score`, stemmer on, F1 x 100) after every epoch.
+change. The model is evaluated with ROUGE-1/2/L/Lsum (F1 x 100; `rouge_score` or, with `--rouge_backend official`,
+ROUGE-1.5.5 as papers report it) after every epoch.
 
 One process (CPU or one GPU), on the tiny offline demo model and the shipped sample data:
 
@@ -26,7 +27,7 @@ Resume an interrupted run with `--resume_from_checkpoint outputs/xsum-t5-no-trai
 running the same command again: a folder that holds only checkpoints is resumed from its newest one.
 
 To adapt it to your data, edit this file: the data flags (`add_data_arguments`), `preprocess_function` in `main()`
-(what goes in and what the model learns to write) and `evaluate` in `main()` (the metric, here `compute_rouge`).
+(what goes in and what the model learns to write) and `evaluate` in `main()` (the metric, here `score_rouge`).
 The loop's machinery (checkpoints, result files, generation on all processes) is in `accelerate_training.py`.
 """
 
@@ -65,7 +66,7 @@ from accelerate_training import (
     save_model,
     setup_accelerate_logging,
 )
-from rouge_scoring import check_sentence_splitter, compute_rouge
+from rouge_scoring import ROUGE_BACKENDS, check_rouge_backend, check_sentence_splitter, score_rouge
 from seq2seq_checks import (
     BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
@@ -81,6 +82,7 @@ from seq2seq_data import (
     DataCollatorForSeq2SeqAllowingNoLabels,
     first_reference,
     load_raw_datasets,
+    write_prediction_records,
     write_predictions,
 )
 from seq2seq_setup import cpu_has_native_bf16, fit_position_embeddings, load_model_and_tokenizer
@@ -123,6 +125,15 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument("--max_eval_samples", type=int, help="Keep only the first N evaluation examples.")
     data.add_argument("--max_predict_samples", type=int, help="Keep only the first N prediction examples.")
+    data.add_argument(
+        "--rouge_backend",
+        default="rouge_score",
+        choices=ROUGE_BACKENDS,
+        help=(
+            "How ROUGE is computed: rouge_score (Google's package, as other Hugging Face scripts report it) or "
+            "official (ROUGE-1.5.5 as papers report it through pyrouge, in pure Python, with 95%% intervals)."
+        ),
+    )
 
 
 def add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
@@ -237,6 +248,7 @@ def validate_args(args: argparse.Namespace) -> str | None:
         raise UsageError("--test_file is only used with --do_predict; add --do_predict or drop --test_file")
     if args.validation_file or args.test_file or args.dataset_name:
         check_sentence_splitter()
+        check_rouge_backend(args.rouge_backend)
     # Last: the --output_dir lock, then what the folder holds (an explicit --resume_from_checkpoint wins).
     found = check_output_dir_for_accelerate(args)
     return resolve_checkpoint(args) or found
@@ -469,14 +481,18 @@ def main() -> None:
     if args.num_beams is not None:
         gen_kwargs["num_beams"] = args.num_beams
 
-    def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str]]:
-        predictions, gen_len = generate_texts(
+    def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str], tuple]:
+        """Metrics, predictions, and per example (ROUGE scores or None, generated tokens, hit the length limit)."""
+        predictions, gen_len, lengths = generate_texts(
             accelerator, model, dataloader, tokenizer, gen_kwargs, split, order, args.eval_beams_share_cross_attention
         )
-        metrics = {}
+        metrics, per_example = {}, None
         if references is not None:
-            metrics = {f"{split}_{key}": value for key, value in compute_rouge(predictions, references).items()}
-        return {**metrics, f"{split}_gen_len": gen_len, f"{split}_samples": len(predictions)}, predictions
+            rouge = score_rouge(predictions, references, args.rouge_backend)
+            metrics = {f"{split}_{key}": value for key, value in rouge.corpus.items()}
+            metrics[f"{split}_rouge_signature"], per_example = rouge.signature, rouge.per_example
+        metrics |= {f"{split}_gen_len": gen_len, f"{split}_samples": len(predictions)}
+        return metrics, predictions, (per_example, *lengths)
 
     eval_metrics = eval_predictions = None
     progress_bar = tqdm(
@@ -538,7 +554,7 @@ def main() -> None:
 
         progress.epoch, progress.batches_done = epoch + 1, 0
         if eval_dataloader is not None:
-            eval_metrics, eval_predictions = evaluate(eval_dataloader, eval_references, "eval", eval_order)
+            eval_metrics, eval_predictions, _ = evaluate(eval_dataloader, eval_references, "eval", eval_order)
             logger.info(f"epoch {epoch}, step {progress.completed_steps}: {eval_metrics}")
         if args.with_tracking:
             epoch_loss = sum(epoch_losses) / max(len(epoch_losses), 1)
@@ -555,7 +571,7 @@ def main() -> None:
     progress_bar.close()
     train_runtime = time.time() - start_time
     if eval_dataloader is not None and eval_metrics is None:  # resumed from a checkpoint of the finished run
-        eval_metrics, eval_predictions = evaluate(eval_dataloader, eval_references, "eval", eval_order)
+        eval_metrics, eval_predictions, _ = evaluate(eval_dataloader, eval_references, "eval", eval_order)
 
     # Save the model, the training summary and the last evaluation.
     save_model(accelerator, model, tokenizer, args.output_dir)
@@ -574,13 +590,22 @@ def main() -> None:
             save_metrics(args.output_dir, "eval", {**eval_metrics, **finished})
             write_predictions(os.path.join(args.output_dir, "eval_predictions.txt"), eval_predictions)
 
-    # Predict: generate for the test set, score against its references, write one prediction per line.
+    # Predict: generate for the test set, score against its references, write one prediction per line, and one JSON
+    # record per example (its references, its own ROUGE, its generated length) to find the worst ones.
     if predict_dataloader is not None:
         logger.info("*** Predict ***")
-        predict_metrics, predictions = evaluate(predict_dataloader, predict_references, "predict", predict_order)
+        predict_metrics, predictions, per_example = evaluate(
+            predict_dataloader, predict_references, "predict", predict_order
+        )
         logger.info(f"predict metrics: {predict_metrics}")
         if accelerator.is_main_process:
             write_predictions(os.path.join(args.output_dir, "generated_predictions.txt"), predictions)
+            write_prediction_records(
+                os.path.join(args.output_dir, "generated_predictions.jsonl"),
+                predictions,
+                predict_references,
+                *per_example,
+            )
             save_metrics(args.output_dir, "predict", predict_metrics)
 
     # Push to the Hub.

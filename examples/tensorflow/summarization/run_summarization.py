@@ -2,8 +2,8 @@
 """Fine-tune and evaluate a sequence-to-sequence model for summarization with Keras (TensorFlow).
 
 The Keras twin of `examples/pytorch/summarization/run_summarization.py`: the same data flags, output files
-(`all_results.json`, `generated_predictions.txt`, ...), output-dir protection, one-line errors and ROUGE code
-(`rouge_score`, stemmer on, F1 x 100, mean over examples), on `TFAutoModelForSeq2SeqLM` checkpoints (T5, BART,
+(`all_results.json`, `generated_predictions.txt` and `.jsonl`, ...), output-dir protection, one-line errors and
+ROUGE code (`rouge_score`, or ROUGE-1.5.5 with `--rouge_backend official`; F1 x 100, with its signature), on `TFAutoModelForSeq2SeqLM` checkpoints (T5, BART,
 mBART, Pegasus, Marian, ...), trained with `model.fit` and scored with XLA-compiled generation.
 
 It needs its own environment: later transformers releases have no TensorFlow models, so this script runs on
@@ -25,7 +25,7 @@ checkpoint (`checkpoint-N`) when the same command is run again.
 
 To adapt it to your data, look at three places: the columns (`--text_column` / `--summary_column`, or
 `summarization_name_mapping` in summarization_data.py for a Hub dataset), `preprocess_function` in `main()` (what
-the model reads and learns to write) and `make_metric_fn` / `run_stage` with `compute_rouge` (the score). The Keras
+the model reads and learns to write) and `make_metric_fn` / `run_stage` with `score_rouge` (the score). The Keras
 training loop and XLA generation live in keras_training.py; data loading, checks and output files in the
 seq2seq_*.py modules of this folder.
 """
@@ -62,7 +62,7 @@ from transformers import (
     set_seed,
 )
 
-from rouge_scoring import check_sentence_splitter, compute_rouge
+from rouge_scoring import ROUGE_BACKENDS, check_rouge_backend, check_sentence_splitter, score_rouge
 from seq2seq_checks import (
     BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
@@ -78,7 +78,9 @@ from seq2seq_data import (
     DataCollatorForSeq2SeqAllowingNoLabels,
     decode_predictions,
     first_reference,
+    generation_lengths,
     load_raw_datasets,
+    write_prediction_records,
     write_predictions,
 )
 from summarization_data import drop_empty_examples, resolve_columns, set_up_language_codes
@@ -210,6 +212,16 @@ class DataTrainingArguments:
         default=None,
         metadata={"help": "For mBART-50: language code forced as the first generated token (e.g. en_XX)."},
     )
+    rouge_backend: str = field(
+        default="rouge_score",
+        metadata={
+            "help": (
+                "How ROUGE is computed: rouge_score (Google's package, as other Hugging Face scripts report it) or "
+                "official (ROUGE-1.5.5 as papers report it through pyrouge, in pure Python, with 95% intervals)."
+            ),
+            "choices": list(ROUGE_BACKENDS),
+        },
+    )
 
     def __post_init__(self):
         if self.val_max_target_length is None:
@@ -279,21 +291,22 @@ def validate_args(
         data_args.summary_column,
         "the model would learn to copy its input",
     )
+    check_rouge_backend(data_args.rouge_backend)
     check_keras_run_args(model_args, data_args, training_args)
     return check_keras_output_dir(training_args)
 
 
-def make_metric_fn(tokenizer, references: list[str | list[str]], max_length: int):
+def make_metric_fn(tokenizer, references: list[str | list[str]], max_length: int, rouge_backend: str = "rouge_score"):
     """`metric_fn` for KerasMetricCallback: ROUGE of the generated texts against the untruncated references.
 
     Upstream's callback read `result.mid.fmeasure` from the `evaluate` rouge metric, an attribute that no
-    longer exists (it returns plain floats); this one calls the same `compute_rouge` as the eval stage.
+    longer exists (it returns plain floats); this one calls the same `score_rouge` as the eval stage.
     """
 
     def metric_fn(eval_predictions) -> dict[str, float]:
         generated, _labels = eval_predictions
         predictions, gen_len = decode_predictions(tokenizer, generated, len(references), max_length)
-        scores = compute_rouge(predictions, references)
+        scores = score_rouge(predictions, references, rouge_backend).corpus
         return {**{f"eval_{key}": value for key, value in scores.items()}, "eval_gen_len": gen_len}
 
     return metric_fn
@@ -459,7 +472,9 @@ def main() -> None:
         callbacks = []
         if tf_eval_dataset is not None and training_args.predict_with_generate:
             metric_callback = KerasMetricCallback(
-                metric_fn=make_metric_fn(tokenizer, eval_references, training_args.generation_max_length),
+                metric_fn=make_metric_fn(
+                    tokenizer, eval_references, training_args.generation_max_length, data_args.rouge_backend
+                ),
                 eval_dataset=tf_eval_dataset,
                 predict_with_generate=True,
                 use_xla_generation=training_args.use_xla_generation,
@@ -491,7 +506,8 @@ def main() -> None:
         with strategy.scope():
             model.compile(optimizer="sgd", jit_compile=training_args.xla)  # only evaluate() and generate() follow
 
-    # Evaluate and predict: the loss (when there are labels), then generated texts scored with ROUGE.
+    # Evaluate and predict: the loss (when there are labels), then generated texts scored with ROUGE. Predict also
+    # writes one JSON record per example (its references, its own ROUGE, its generated length).
     def run_stage(split: str, dataset, tf_dataset, references) -> list[str] | None:
         logger.info(f"*** {split.capitalize()} ***")
         start = time.perf_counter()
@@ -505,11 +521,28 @@ def main() -> None:
             predictions, gen_len = decode_predictions(
                 tokenizer, token_ids, len(dataset), training_args.generation_max_length
             )
+            rouge = None
             if references is not None:
-                metrics.update(
-                    {f"{split}_{key}": value for key, value in compute_rouge(predictions, references).items()}
-                )
+                rouge = score_rouge(predictions, references, data_args.rouge_backend)
+                metrics.update({f"{split}_{key}": value for key, value in rouge.corpus.items()})
+                metrics[f"{split}_rouge_signature"] = rouge.signature
             metrics[f"{split}_gen_len"] = gen_len
+            if split == "predict":
+                write_predictions(os.path.join(training_args.output_dir, "generated_predictions.txt"), predictions)
+                lengths = generation_lengths(
+                    token_ids,
+                    len(dataset),
+                    tokenizer.pad_token_id,
+                    tokenizer.eos_token_id,
+                    training_args.generation_max_length,
+                )
+                write_prediction_records(
+                    os.path.join(training_args.output_dir, "generated_predictions.jsonl"),
+                    predictions,
+                    references,
+                    rouge.per_example if rouge else None,
+                    *lengths,
+                )
         metrics[f"{split}_runtime"] = round(time.perf_counter() - start, 4)
         metrics[f"{split}_samples"] = len(dataset)
         log_metrics(split, metrics)
@@ -521,9 +554,7 @@ def main() -> None:
         run_stage("eval", eval_dataset, tf_eval_dataset, eval_references)
     if training_args.do_predict:
         tf_predict_dataset = to_tf_dataset(model, predict_dataset, data_collator, eval_batch_size)
-        predictions = run_stage("predict", predict_dataset, tf_predict_dataset, predict_references)
-        if predictions is not None:
-            write_predictions(os.path.join(training_args.output_dir, "generated_predictions.txt"), predictions)
+        run_stage("predict", predict_dataset, tf_predict_dataset, predict_references)
 
     written = sorted(set(os.listdir(training_args.output_dir)) - set(BOOKKEEPING_FILES))
     logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: {', '.join(written)}")
