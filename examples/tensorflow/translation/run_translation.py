@@ -27,8 +27,9 @@ checkpoint (`checkpoint-N`) when the same command is run again.
 To adapt it to your data, look at three places: the languages and where their texts are (`--source_lang` /
 `--target_lang`, `--source_column` / `--target_column`; translation_data.py reads the formats), `preprocess_function`
 in `main()` (what the model reads and learns to write) and `make_metric_fn` / `run_stage` with
-`compute_translation_metrics` from bleu_scoring.py (the score). The Keras training loop and XLA generation live in
-keras_training.py; data loading, checks and output files in the other modules of this folder.
+`compute_translation_metrics` from bleu_scoring.py (the score; `sentence_translation_scores` per example). The Keras
+training loop and XLA generation live in keras_training.py; data loading, checks and output files in the other
+modules of this folder.
 """
 
 import logging
@@ -63,7 +64,12 @@ from transformers import (
     set_seed,
 )
 
-from bleu_scoring import BLEU_TOKENIZERS, choose_bleu_tokenizer, compute_translation_metrics
+from bleu_scoring import (
+    BLEU_TOKENIZERS,
+    choose_bleu_tokenizer,
+    compute_translation_metrics,
+    sentence_translation_scores,
+)
 from seq2seq_checks import (
     BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
@@ -75,7 +81,14 @@ from seq2seq_checks import (
     run_cli,
     save_run_arguments,
 )
-from seq2seq_data import DataCollatorForSeq2SeqAllowingNoLabels, decode_predictions, first_reference, write_predictions
+from seq2seq_data import (
+    DataCollatorForSeq2SeqAllowingNoLabels,
+    decode_predictions,
+    first_reference,
+    generation_lengths,
+    write_prediction_records,
+    write_predictions,
+)
 from translation_data import (
     T5_LANGUAGE_NAMES,
     check_languages_in_data,
@@ -554,7 +567,11 @@ def main() -> None:
             model.compile(optimizer="sgd", jit_compile=training_args.xla)  # only evaluate() and generate() follow
 
     # Evaluate and predict: the loss (when there are targets), then generated translations scored with sacrebleu.
-    def run_stage(split: str, dataset, tf_dataset, references) -> list[str] | None:
+    # Returns the translations (None without --predict_with_generate) and, per example, the generated token count
+    # and whether it stopped at the length limit.
+    def run_stage(
+        split: str, dataset, tf_dataset, references
+    ) -> tuple[list[str], tuple[list[int], list[bool]]] | None:
         logger.info(f"*** {split.capitalize()} ***")
         start = time.perf_counter()
         use_generate = generate if training_args.predict_with_generate else None
@@ -562,11 +579,14 @@ def main() -> None:
             model, tf_dataset, use_generate, references is not None, tokenizer.pad_token_id
         )
         metrics = {f"{split}_{key}": value for key, value in metrics.items()}
-        predictions = None
+        outputs = None
         if token_ids is not None:
-            predictions, gen_len = decode_predictions(
-                tokenizer, token_ids, len(dataset), training_args.generation_max_length
+            max_length = training_args.generation_max_length
+            predictions, gen_len = decode_predictions(tokenizer, token_ids, len(dataset), max_length)
+            lengths = generation_lengths(
+                token_ids, len(dataset), tokenizer.pad_token_id, tokenizer.eos_token_id, max_length
             )
+            outputs = predictions, lengths
             if references is not None:
                 scores = compute_translation_metrics(predictions, references, bleu_tokenize, romanian)
                 metrics.update({f"{split}_{key}": value for key, value in scores.items()})
@@ -575,16 +595,28 @@ def main() -> None:
         metrics[f"{split}_samples"] = len(dataset)
         log_metrics(split, metrics)
         save_results(training_args.output_dir, split, metrics)
-        return predictions
+        return outputs
 
     os.makedirs(training_args.output_dir, exist_ok=True)
     if training_args.do_eval:
         run_stage("eval", eval_dataset, tf_eval_dataset, eval_references)
     if training_args.do_predict:
         tf_predict_dataset = to_tf_dataset(model, predict_dataset, data_collator, eval_batch_size)
-        predictions = run_stage("predict", predict_dataset, tf_predict_dataset, predict_references)
-        if predictions is not None:
+        outputs = run_stage("predict", predict_dataset, tf_predict_dataset, predict_references)
+        if outputs is not None:
+            # One translation per line (.txt), and one record per example with its own scores and length (.jsonl).
+            predictions, lengths = outputs
             write_predictions(os.path.join(training_args.output_dir, "generated_predictions.txt"), predictions)
+            scores = None
+            if predict_references is not None:
+                scores = sentence_translation_scores(predictions, predict_references, bleu_tokenize, romanian)
+            write_prediction_records(
+                os.path.join(training_args.output_dir, "generated_predictions.jsonl"),
+                predictions,
+                predict_references,
+                scores,
+                *lengths,
+            )
 
     written = sorted(set(os.listdir(training_args.output_dir)) - set(BOOKKEEPING_FILES))
     logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: {', '.join(written)}")
