@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sacrebleu
 
 from helpers import (
     FIXTURES,
@@ -49,6 +50,36 @@ def sacrebleu_cli(predictions_path, reference_paths, tokenize: str = "13a") -> d
 def write_lines(path, lines: list[str]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         handle.writelines(f"{line}\n" for line in lines)
+
+
+def assert_prediction_records(
+    output_dir, references, max_length: int, tokenize: str = "13a", prepare=None, stem: str = "generated_predictions"
+) -> list[dict]:
+    """`<stem>.jsonl` against `<stem>.txt`: one record per line with the same text, index 0..N-1, the data's
+    references (`references`: per example a text or a list of texts; None = no references, so no scores), sentence
+    BLEU and chrF equal to sacrebleu's on that line (after `prepare`, e.g. the Romanian post-processing), and
+    generated lengths within `max_length`: a generation that stopped at the limit used all of it (the start token is
+    given, not generated), one that ended earlier did not. Returns the records."""
+    predictions = read_lines(output_dir / f"{stem}.txt")
+    records = read_jsonl(output_dir / f"{stem}.jsonl")
+    assert [record["index"] for record in records] == list(range(len(predictions)))
+    assert [record["prediction"] for record in records] == predictions
+    for record in records:
+        tokens, at_limit = record["generated_tokens"], record["hit_length_limit"]
+        assert type(tokens) is int and 0 < tokens <= max_length - 1, record
+        assert type(at_limit) is bool and at_limit == (tokens == max_length - 1), record
+    if references is None:
+        assert not any("references" in record or "scores" in record for record in records), records[0]
+        return records
+    prepare = prepare or (lambda text: text)
+    for record, expected in zip(records, references, strict=True):
+        expected = [expected] if isinstance(expected, str) else list(expected)
+        assert record["references"] == expected
+        hypothesis, scored = prepare(record["prediction"]), [prepare(text) for text in expected]
+        bleu = sacrebleu.sentence_bleu(hypothesis, scored, tokenize=tokenize).score
+        chrf = sacrebleu.sentence_chrf(hypothesis, scored).score
+        assert record["scores"] == {"bleu": round(bleu, 4), "chrf": round(chrf, 4)}, record
+    return records
 
 
 def run_args(model_dir, output_dir, model: str, **overrides) -> list:
@@ -102,6 +133,16 @@ def test_bleu_and_chrf_equal_the_sacrebleu_command_line(wmt16_run, tmp_path):
     saved = read_json(output_dir / "predict_results.json")
     cli = sacrebleu_cli(output_dir / "generated_predictions.txt", [references])
     assert {"bleu": saved["predict_bleu"], "chrf": saved["predict_chrf"]} == cli
+
+
+def test_per_example_records_match_the_predictions_and_sacrebleu(wmt16_run):
+    _, output_dir, _ = wmt16_run
+    references = [row["translation"]["ro"] for row in read_jsonl(WMT16)]
+    records = assert_prediction_records(output_dir, references, max_length=32)
+    assert len(records) == 10
+    # Some translation shares character n-grams with its reference exactly when the corpus chrF is not 0.
+    corpus_chrf = read_json(output_dir / "predict_results.json")["predict_chrf"]
+    assert any(record["scores"]["chrf"] > 0 for record in records) == (corpus_chrf > 0)
 
 
 def test_language_codes_reach_the_model(wmt16_run, tiny_models):
@@ -173,6 +214,7 @@ def test_multiple_references_score_like_sacrebleu(tiny_models, tmp_path):
     assert saved["predict_bleu_signature"].startswith("nrefs:2|")
     cli = sacrebleu_cli(output_dir / "generated_predictions.txt", [tmp_path / "a.fi", tmp_path / "b.fi"])
     assert {"bleu": saved["predict_bleu"], "chrf": saved["predict_chrf"]} == cli
+    assert_prediction_records(output_dir, list(zip(reference_a, reference_b, strict=True)), max_length=32)
 
 
 def test_csv_tsv_and_plain_text_pairs(tiny_models, tmp_path):
@@ -258,6 +300,8 @@ def test_romanian_postprocessing_on_real_romanian_text(tiny_models, tmp_path):
         saved = read_json(output_dir / "predict_results.json")
         scores[name] = {"bleu": saved["predict_bleu"], "chrf": saved["predict_chrf"]}
         assert scores[name] == sacrebleu_cli(tmp_path / f"{name}.pred.pp", [tmp_path / f"{name}.ref.pp"])
+        # Per example too: the raw references are kept, the scores are those of the post-processed texts.
+        assert_prediction_records(output_dir, references, max_length=24, prepare=romanian_postprocessed)
     assert scores["comma"] == scores["cedilla"]  # the two spellings score the same once normalised
     assert romanian_postprocessed(cedilla[0]) == romanian_postprocessed(romanian[0])
     assert not set("șțăâîȘȚĂÂÎşţŞŢ") & set("".join(romanian_postprocessed(line) for line in cedilla))
@@ -499,6 +543,9 @@ def test_bleu_tokenizer_follows_the_target_language(target_lang, extra, tokenize
     write_lines(references, [row["translation"][target_lang] for row in rows])
     cli = sacrebleu_cli(output_dir / "generated_predictions.txt", [references], tokenize=tokenizer)
     assert {"bleu": saved["predict_bleu"], "chrf": saved["predict_chrf"]} == cli
+    assert_prediction_records(
+        output_dir, [row["translation"][target_lang] for row in rows], max_length=16, tokenize=tokenizer
+    )
 
 
 @pytest.mark.slow
@@ -517,10 +564,15 @@ def test_two_processes_with_torchrun_score_every_example_once(tiny_models, tmp_p
     write_lines(references, [row["translation"]["ro"] for row in read_jsonl(WMT16)])
     cli = sacrebleu_cli(tmp_path / "two" / "generated_predictions.txt", [references])
     assert {"bleu": results["predict_bleu"], "chrf": results["predict_chrf"]} == cli
+    # Written once (by rank 0), every example once, in input order.
+    assert_prediction_records(tmp_path / "two", read_lines(references), max_length=32)
 
 
 def test_predictions_cut_by_the_length_limit_are_reported(tiny_models, tmp_path):
-    # An untrained model rarely ends early: with a limit of 8 tokens, its predictions run into the limit.
+    # An untrained model rarely ends early: with a limit of 8 tokens, its predictions run into the limit. The test
+    # data has no Romanian side: translations are written (with their lengths) but not scored.
+    sources = tmp_path / "sources.jsonl"
+    write_lines(sources, [json.dumps({"translation": {"en": row["translation"]["en"]}}) for row in read_jsonl(WMT16)])
     result = run_example(
         [
             SCRIPT,
@@ -531,7 +583,7 @@ def test_predictions_cut_by_the_length_limit_are_reported(tiny_models, tmp_path)
             "--target_lang",
             "ro",
             "--test_file",
-            WMT16,
+            sources,
             "--do_predict",
             "--predict_with_generate",
             "--generation_max_length",
@@ -541,8 +593,12 @@ def test_predictions_cut_by_the_length_limit_are_reported(tiny_models, tmp_path)
         ]  # fmt: skip
     )
     log = result.stdout + result.stderr
-    assert "predictions reached the length limit of 8 tokens and may be cut" in log
+    assert "10 of 10 predictions reached the length limit of 8 tokens and may be cut" in log
     assert "raise --generation_max_length" in log
+    assert "translations are written but not scored" in log
+    records = assert_prediction_records(tmp_path / "out", None, max_length=8)
+    assert [(record["generated_tokens"], record["hit_length_limit"]) for record in records] == [(7, True)] * 10
+    assert "predict_bleu" not in read_json(tmp_path / "out" / "predict_results.json")
 
 
 def checkpoint_state_step(folder) -> int | None:
