@@ -18,7 +18,7 @@ frozen, in eval mode, and runs without autograd. Data: a `.source/.target` folde
 files (--train_file/--validation_file/--test_file with --source_column/--target_column) that are written
 into that layout first. Outputs: those of `finetune_trainer.py`, plus `student/`, and with --do_predict and
 a teacher, `teacher_vs_student.json` and a printed table (parameters, generation samples/s measured side by
-side, ROUGE/BLEU of both).
+side, ROUGE/BLEU of both; ROUGE from --rouge_backend, its signature in the JSON).
 """
 
 import json
@@ -460,6 +460,7 @@ def compare_teacher_and_student(teacher_path: str, student_path: str, data_args,
         + ["--overwrite"]
     )
     os.remove(warm)
+    os.remove(run_eval.records_path(warm))
     for name, path in (("teacher", teacher_path), ("student", student_path)):
         argv = [
             path,
@@ -481,6 +482,8 @@ def compare_teacher_and_student(teacher_path: str, student_path: str, data_args,
             str(data_args.test_max_target_length),
             "--device",
             str(training_args.device),
+            "--rouge_backend",
+            data_args.rouge_backend,
             "--overwrite",
         ]
         if data_args.prefix is not None:
@@ -497,6 +500,7 @@ def compare_teacher_and_student(teacher_path: str, student_path: str, data_args,
                 "tokens_per_second": scores["generated_tokens_per_second"],
                 "gen_len": round(scores["generated_tokens_per_second"] / max(scores["samples_per_second"], 1e-9), 1),
                 **{key: scores[key] for key in metric_keys},
+                **({"rouge_signature": scores["rouge_signature"]} if "rouge_signature" in scores else {}),
             }
         )
     teacher_speed = rows[0]["samples_per_second"] or 1.0

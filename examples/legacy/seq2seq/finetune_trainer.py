@@ -9,7 +9,8 @@
 Writes to --output_dir: the model and tokenizer, `train/val/test/all_results.json`, `metrics.json` (every
 evaluation, appended), `test_generations.txt` (one prediction per test line), `test_results.txt`,
 `best_tfmr/` (the best evaluated model, `save_pretrained` format), `hparams.json`, `git_log.json` and
-`trainer_state.json`. A killed run started again with the same command resumes from its last checkpoint.
+`trainer_state.json`. Summarization results hold `<split>_rouge_signature` (how ROUGE was computed; with
+`--rouge_backend official`, ROUGE-1.5.5 with `<split>_<key>_low` / `_high`). A killed run started again with the same command resumes from its last checkpoint.
 """
 
 import logging
@@ -45,20 +46,23 @@ from seq2seq_trainer import (
     example_lengths,
     freeze_embeds,
     freeze_encoder,
+    log_metrics,
     remove_previous_run,
     set_up_language_codes,
     write_results_txt,
     write_run_info,
 )
 from utils import (
+    ROUGE_BACKENDS,
     Seq2SeqDataCollator,
     Seq2SeqDataset,
     UsageError,
     calculate_bleu,
-    calculate_rouge,
+    check_rouge_backend,
     check_seq2seq_model,
     load_tokenizer,
     run_cli,
+    score_rouge,
     use_task_specific_params,
     write_txt_file,
 )
@@ -109,6 +113,16 @@ class DataTrainingArguments:
     )
     prefix: str | None = field(
         default=None, metadata={"help": "Prepended to every source; default: the model config's prefix (T5)."}
+    )
+    rouge_backend: str = field(
+        default="rouge_score",
+        metadata={
+            "help": (
+                f"Summarization: how ROUGE is computed, {' or '.join(ROUGE_BACKENDS)}. rouge_score (default) is "
+                "Google's package, comparable with the Hugging Face scripts; official is ROUGE-1.5.5 in pure Python, "
+                "to compare with papers' ROUGE-1.5.5 / pyrouge numbers, with 95%% intervals."
+            )
+        },
     )
 
 
@@ -164,6 +178,7 @@ def check_common_args(data_args: DataTrainingArguments, training_args: LegacySeq
             f"--test_max_target_length must be at least 2 (the decoder start token plus one generated token), got "
             f"{data_args.test_max_target_length}; pass e.g. --test_max_target_length 142"
         )
+    check_rouge_backend(data_args.rouge_backend)
     check_flag_values(data_args, training_args)
     check_integrations("--report_to", training_args.report_to)
     launched = int(os.environ.get("WORLD_SIZE", "1"))
@@ -206,7 +221,7 @@ def load_model_and_tokenizer(model_args: ModelArguments, training_args: LegacySe
     return config, tokenizer, model
 
 
-def make_compute_metrics(tokenizer, references: list[str], task: str):
+def make_compute_metrics(tokenizer, references: list[str], task: str, rouge_backend: str = "rouge_score"):
     """`compute_metrics` for the Trainer: ROUGE or BLEU of generated texts against the raw target lines.
 
     Under several processes the gathered predictions end with repeats of the first examples (the padding of
@@ -215,7 +230,7 @@ def make_compute_metrics(tokenizer, references: list[str], task: str):
 
     def compute_metrics(eval_preds) -> dict:
         predictions, gen_len = decode_predictions(tokenizer, eval_preds.predictions, len(references))
-        return {**score(predictions, references, task), "gen_len": gen_len}
+        return {**score(predictions, references, task, rouge_backend), "gen_len": gen_len}
 
     return compute_metrics
 
@@ -232,13 +247,13 @@ def decode_predictions(tokenizer, token_ids, num_examples: int) -> tuple[list[st
     return [" ".join(text.split("\n")).strip() for text in texts], round(gen_len, 4)
 
 
-def score(predictions: list[str], references: list[str], task: str) -> dict:
-    """ROUGE (bootstrap mid, as `run_eval.py`) for summarization tasks, sacrebleu BLEU otherwise."""
-    return (
-        calculate_rouge(predictions, references)
-        if "summarization" in task
-        else calculate_bleu(predictions, references)
-    )
+def score(predictions: list[str], references: list[str], task: str, rouge_backend: str = "rouge_score") -> dict:
+    """Summarization: ROUGE from `rouge_backend` (rouge_score: bootstrap mid, as `run_eval.py`) with its
+    `rouge_signature`; otherwise sacrebleu BLEU."""
+    if "summarization" not in task:
+        return calculate_bleu(predictions, references)
+    rouge = score_rouge(predictions, references, rouge_backend)
+    return {**rouge.corpus, "rouge_signature": rouge.signature}
 
 
 def setup_logging(training_args: LegacySeq2SeqTrainingArguments) -> None:
@@ -342,7 +357,7 @@ def trainer_kwargs(model, tokenizer, data_args: DataTrainingArguments, training_
     compute_metrics = None
     if generating and splits.val is not None:
         references = [splits.val[i]["tgt_texts"] for i in range(len(splits.val))]
-        compute_metrics = make_compute_metrics(tokenizer, references, data_args.task)
+        compute_metrics = make_compute_metrics(tokenizer, references, data_args.task, data_args.rouge_backend)
     best_metric = ("rouge2" if "summarization" in data_args.task else "bleu") if generating else "loss"
     callback = ClassicOutputsCallback(
         training_args.output_dir, best_metric, greater_is_better=best_metric != "loss", tokenizer=tokenizer
@@ -380,7 +395,7 @@ def run_stages(trainer, tokenizer, data_args: DataTrainingArguments, splits: Spl
         metrics = trainer.evaluate(metric_key_prefix="val")
         metrics["val_n_objs"] = len(splits.val)
         metrics["val_loss"] = round(metrics["val_loss"], 4)
-        trainer.log_metrics("val", metrics)
+        log_metrics(trainer, "val", metrics)
         save_results(trainer, "val", metrics)
         if trainer.is_world_process_zero():
             append_metrics(output_dir, "val", {"step": trainer.state.global_step, **metrics})
@@ -399,12 +414,12 @@ def run_stages(trainer, tokenizer, data_args: DataTrainingArguments, splits: Spl
         if training_args.predict_with_generate:
             predictions, gen_len = decode_predictions(tokenizer, output.predictions, len(splits.test))
             references = [splits.test[i]["tgt_texts"] for i in range(len(splits.test))]
-            scores = score(predictions, references, data_args.task)
+            scores = score(predictions, references, data_args.task, data_args.rouge_backend)
             metrics.update({f"test_{key}": value for key, value in scores.items()})
             metrics["test_gen_len"] = gen_len
             if trainer.is_world_process_zero():
                 write_txt_file(predictions, os.path.join(output_dir, "test_generations.txt"))  # atomic
-        trainer.log_metrics("test", metrics)
+        log_metrics(trainer, "test", metrics)
         save_results(trainer, "test", metrics)
         if trainer.is_world_process_zero():
             write_results_txt(os.path.join(output_dir, "test_results.txt"), metrics)

@@ -8,7 +8,12 @@
 Beyond upstream: inputs are generated longest first (outputs stay in input order; `--no_sort` turns it
 off), every finished batch is appended to `SAVE_PATH.partial.jsonl`, so a killed run started again with the
 same command resumes without regenerating finished lines, and SAVE_PATH is written atomically at the end.
-The scores add throughput keys. Any other `--key value` / `--key=value` (int, float, true/false) is passed to
+Beside SAVE_PATH, `<SAVE_PATH without its extension>.jsonl` (`out/test.hypo` -> `out/test.jsonl`) holds one
+record per line, in the same order: index, prediction, references, its own scores (ROUGE F1 x 100 from
+--rouge_backend for summarization, sentence BLEU and chrF for translation), generated_tokens and
+hit_length_limit; sort it by a score to find the worst examples. `--rouge_backend official` scores ROUGE as
+ROUGE-1.5.5 (papers' pyrouge numbers, with 95% intervals); the scores JSON holds `rouge_signature`. The scores
+add throughput keys. Any other `--key value` / `--key=value` (int, float, true/false) is passed to
 `model.generate`. Single process; run one per GPU for data parallelism.
 """
 
@@ -24,12 +29,14 @@ import torch
 
 from seq2seq_checks import atomic_write, check_flag_values, check_output_file, check_text_file, one_line_errors
 from utils import (
+    ROUGE_BACKENDS,
     UsageError,
     calculate_bleu,
-    calculate_rouge,
+    check_rouge_backend,
     check_seq2seq_model,
     chunks,
     generate_kwargs_from,
+    generation_lengths,
     line_offsets,
     load_seq2seq_model,
     load_tokenizer,
@@ -37,8 +44,11 @@ from utils import (
     romanian_postprocess,
     run_cli,
     save_json,
+    score_rouge,
+    sentence_bleu_chrf,
     use_task_specific_params,
     with_shared_cross_attention,
+    write_prediction_records,
 )
 
 logger = logging.getLogger(__name__)
@@ -67,6 +77,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
         "--task",
         default="summarization",
         help="summarization* (ROUGE) or translation* (BLEU); also picks task_specific_params",
+    )
+    parser.add_argument(
+        "--rouge_backend",
+        default="rouge_score",
+        help=f"summarization: how ROUGE is computed, {' or '.join(ROUGE_BACKENDS)}. rouge_score (default; "
+        "comparable with the Hugging Face scripts) or official: ROUGE-1.5.5 in pure Python, to compare with papers' "
+        "ROUGE-1.5.5 / pyrouge numbers, with 95%% intervals (<key>_low, <key>_high)",
     )
     parser.add_argument("--bs", type=int, default=8, help="batch size")
     parser.add_argument("--n_obs", type=int, default=-1, help="use only the first N inputs (-1: all)")
@@ -123,6 +140,11 @@ def count_lines(path: str) -> int:
     return len(line_offsets(path)) - 1
 
 
+def records_path(save_path: str) -> str:
+    """Where the per-example records of SAVE_PATH go: its path with the extension replaced by .jsonl."""
+    return os.path.splitext(save_path)[0] + ".jsonl"
+
+
 def check_input_file(flag: str, path: str, what: str) -> None:
     """Raise UsageError unless `path` is an existing file of UTF-8 text (`what`: the fix for a missing one)."""
     if not os.path.exists(path):
@@ -144,9 +166,17 @@ def validate_args(args: argparse.Namespace) -> None:
         raise UsageError("--fp16 needs a GPU; drop it or pass --device cuda")
     if args.bs < 1:
         raise UsageError(f"--bs {args.bs} must be >= 1")
+    check_rouge_backend(args.rouge_backend)
     inputs = {"INPUT_PATH": args.input_path, "--reference_path": args.reference_path}
     # The usual slip: `run_eval.py MODEL test.source test.target` (SAVE_PATH is the references).
     check_output_file("SAVE_PATH", args.save_path, inputs, overwrite=args.overwrite, overwrite_flag="--overwrite")
+    records = records_path(args.save_path)
+    if os.path.abspath(records) == os.path.abspath(args.save_path):
+        raise UsageError(
+            f"SAVE_PATH {args.save_path} ends in .jsonl, the name its per-example records take (SAVE_PATH's extension "
+            "replaced by .jsonl); give the predictions file another extension, e.g. .txt"
+        )
+    check_output_file("SAVE_PATH's records", records, inputs, overwrite=args.overwrite, overwrite_flag="--overwrite")
     if args.reference_path is not None:
         check_input_file("--reference_path", args.reference_path, "fix --reference_path")
         n_in, n_ref = count_lines(args.input_path), count_lines(args.reference_path)
@@ -157,7 +187,7 @@ def validate_args(args: argparse.Namespace) -> None:
         check_output_file(
             "--score_path",
             args.score_path,
-            {**inputs, "SAVE_PATH": args.save_path},
+            {**inputs, "SAVE_PATH": args.save_path, "SAVE_PATH's records": records},
             overwrite=args.overwrite,
             overwrite_flag="--overwrite",
         )
@@ -169,13 +199,14 @@ def read_lines(path: str, n_obs: int) -> list[str]:
     return lines[:n_obs] if n_obs > 0 else lines
 
 
-def load_partial(partial_path: Path, run_key: dict) -> dict[int, str]:
-    """Predictions already written by an earlier run with the same settings, by input index.
+def load_partial(partial_path: Path, run_key: dict) -> dict[int, dict]:
+    """Predictions already written by an earlier run with the same settings, by input index: `{"text",
+    "generated_tokens", "hit_length_limit"}`.
 
     The first line of the partial file records the settings; a file from other settings is discarded.
     A torn last line (the process was killed mid-write) is ignored, and the file is rewritten clean.
     """
-    done: dict[int, str] = {}
+    done: dict[int, dict] = {}
     if partial_path.exists():
         with open(partial_path, encoding="utf-8") as handle:
             records = []
@@ -185,20 +216,29 @@ def load_partial(partial_path: Path, run_key: dict) -> dict[int, str]:
                 except json.JSONDecodeError:
                     break
         if records and records[0].get("run") == run_key:
-            done = {r["index"]: r["text"] for r in records[1:]}
+            done = {r.pop("index"): r for r in records[1:]}
         elif records:
             logger.warning(f"{partial_path} comes from a run with other settings; starting over")
     with open(partial_path, "w", encoding="utf-8") as handle:
         handle.write(json.dumps({"run": run_key}) + "\n")
-        handle.writelines(json.dumps({"index": i, "text": t}) + "\n" for i, t in sorted(done.items()))
+        handle.writelines(json.dumps({"index": i, **record}) + "\n" for i, record in sorted(done.items()))
     return done
+
+
+def generation_limit(model, generate_kwargs: dict) -> int:
+    """The longest sequence generate() returns here, decoder start token included (max_new_tokens wins)."""
+    max_new_tokens = generate_kwargs.get("max_new_tokens", model.generation_config.max_new_tokens)
+    if max_new_tokens is not None:
+        return max_new_tokens + 1
+    return generate_kwargs.get("max_length") or model.generation_config.max_length
 
 
 def generate_missing(model, tokenizer, lines, order, done, partial_path, args, generate_kwargs) -> tuple[int, int]:
     """Generate the inputs of `order` not in `done`, batch by batch, appending each batch to the partial
-    file (one write + flush, so a kill loses at most the batch in flight). Returns (samples, generated tokens)."""
+    file (one write + flush, so a kill loses at most the batch in flight). Each record holds the text, its
+    generated token count and whether generation stopped at the length limit. Returns (samples, generated tokens)."""
     todo = [i for i in order if i not in done]
-    n_tokens = 0
+    n_tokens, limit = 0, generation_limit(model, generate_kwargs)
     with open(partial_path, "a", encoding="utf-8") as partial:
         for batch_ids in chunks(todo, args.bs):
             batch = tokenizer(
@@ -211,28 +251,34 @@ def generate_missing(model, tokenizer, lines, order, done, partial_path, args, g
                     else with_shared_cross_attention(model, generate_kwargs)
                 )
                 output = model.generate(**batch, **kwargs)
-            sequences = output[:, 1:] if model.config.is_encoder_decoder else output
-            n_tokens += int((sequences != tokenizer.pad_token_id).sum())
+            counts, at_limit = generation_lengths(
+                output.cpu().numpy(), len(batch_ids), tokenizer.pad_token_id, tokenizer.eos_token_id, limit
+            )
+            n_tokens += sum(counts)
             texts = tokenizer.batch_decode(output, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             records = []
-            for i, text in zip(batch_ids, texts, strict=True):
-                done[i] = " ".join(text.split("\n")).strip()  # one prediction per line
-                records.append(json.dumps({"index": i, "text": done[i]}) + "\n")
+            for i, text, count, stopped in zip(batch_ids, texts, counts, at_limit, strict=True):
+                text = " ".join(text.split("\n")).strip()  # one prediction per line
+                done[i] = {"text": text, "generated_tokens": count, "hit_length_limit": stopped}
+                records.append(json.dumps({"index": i, **done[i]}) + "\n")
             partial.write("".join(records))
             partial.flush()
     return len(todo), n_tokens
 
 
-def score(args: argparse.Namespace, predictions: list[str]) -> dict:
-    references = read_lines(args.reference_path, args.n_obs)[: len(predictions)]
+def score(args: argparse.Namespace, predictions: list[str], references: list[str]) -> tuple[dict, list[dict]]:
+    """Corpus scores (summarization: ROUGE with its `rouge_signature`; translation: BLEU) and per-example scores
+    (ROUGE F1 x 100 from the same backend; sentence BLEU and chrF)."""
     if args.romanian_postprocessing:
         predictions, references = (
             [romanian_postprocess(x) for x in predictions],
             [romanian_postprocess(x) for x in references],
         )
     if args.task.startswith("translation"):
-        return calculate_bleu(predictions, references)
-    return calculate_rouge(predictions, references)
+        return calculate_bleu(predictions, references), sentence_bleu_chrf(predictions, references)
+    rouge = score_rouge(predictions, references, args.rouge_backend)
+    logger.info(f"ROUGE signature: {rouge.signature}")
+    return {**rouge.corpus, "rouge_signature": rouge.signature}, rouge.per_example
 
 
 def main(argv: list[str]) -> dict:
@@ -271,6 +317,7 @@ def main(argv: list[str]) -> dict:
             "prefix": args.prefix,
             "generate": sorted(generate_kwargs.items()),
             "dtype": dtype,
+            "records": "text+generated_tokens+hit_length_limit",  # partial files of older versions lack the lengths
         }.items()
     }
     done = load_partial(partial_path, run_key)
@@ -280,20 +327,37 @@ def main(argv: list[str]) -> dict:
     n_generated, n_tokens = generate_missing(model, tokenizer, lines, order, done, partial_path, args, generate_kwargs)
     runtime = time.time() - start
     logger.info(f"generated {n_generated} predictions, {len(done) - n_generated} resumed from {partial_path}")
+    cut = sum(record["hit_length_limit"] for record in done.values())
+    if cut:
+        logger.warning(
+            f"{cut} of {len(done)} predictions stopped at the length limit, not at end-of-sequence, and may be cut; "
+            "raise --max_length if they should be longer (hit_length_limit in the .jsonl says which)"
+        )
 
-    # write the predictions atomically, in input order, then drop the partial file
-    predictions = [done[i] for i in range(len(lines))]
+    # score (before anything is written: a crash here leaves the partial file, and a rerun only scores)
+    predictions = [done[i]["text"] for i in range(len(lines))]
+    references, scores, per_example = None, {}, None
+    if args.reference_path is not None:
+        references = read_lines(args.reference_path, args.n_obs)[: len(predictions)]
+        scores, per_example = score(args, predictions, references)
+
+    # write the predictions and their records atomically, in input order, then drop the partial file
     with atomic_write(str(save_path)) as handle:
         handle.writelines(p + "\n" for p in predictions)
+    write_prediction_records(
+        records_path(str(save_path)),
+        predictions,
+        references,
+        per_example,
+        [done[i]["generated_tokens"] for i in range(len(lines))],
+        [done[i]["hit_length_limit"] for i in range(len(lines))],
+    )
     partial_path.unlink()
     note_on_interrupt(None)
-
-    # score
     if args.reference_path is None:
         if os.path.exists(args.score_path):
             logger.warning(f"no --reference_path: {args.score_path} is left as it is")
         return {}
-    scores = score(args, predictions)
     scores.update(
         n_obs=len(lines),
         n_generated=n_generated,

@@ -413,6 +413,16 @@ def write_results_txt(path: str, metrics: dict) -> None:
     os.replace(f"{path}.tmp", path)
 
 
+def log_metrics(trainer, split: str, metrics: dict) -> None:
+    """The Trainer's metric table, with the signatures (the string values: how ROUGE was computed) printed in full
+    under it rather than padded into its columns (as the task folders' `seq2seq_setup.log_metrics`)."""
+    trainer.log_metrics(split, {key: value for key, value in metrics.items() if not isinstance(value, str)})
+    if trainer.is_world_process_zero():
+        for key, value in metrics.items():
+            if isinstance(value, str):
+                print(f"  {key}: {value}")
+
+
 def append_metrics(output_dir: str, split: str, record: dict) -> None:
     """Append one evaluation's metrics to `metrics.json` (`{"val": [...], "test": [...]}`, kept across resumes)."""
     path = os.path.join(output_dir, "metrics.json")

