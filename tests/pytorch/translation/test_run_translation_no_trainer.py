@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import sacrebleu
 from safetensors.numpy import load_file
 
 from helpers import FIXTURES, REPO_ROOT, TEST_ENV, read_json, read_jsonl, read_lines, run_example
@@ -31,6 +32,37 @@ def sacrebleu_cli(predictions_path, reference_paths, tokenize: str = "13a") -> d
     command += ["-tok", tokenize, "-w", "4", "-b"]
     bleu, chrf = json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
     return {"bleu": bleu, "chrf": chrf}
+
+
+# Copied from tests.pytorch.translation.test_run_translation.assert_prediction_records
+def assert_prediction_records(
+    output_dir, references, max_length: int, tokenize: str = "13a", prepare=None, stem: str = "generated_predictions"
+) -> list[dict]:
+    """`<stem>.jsonl` against `<stem>.txt`: one record per line with the same text, index 0..N-1, the data's
+    references (`references`: per example a text or a list of texts; None = no references, so no scores), sentence
+    BLEU and chrF equal to sacrebleu's on that line (after `prepare`, e.g. the Romanian post-processing), and
+    generated lengths within `max_length`: a generation that stopped at the limit used all of it (the start token is
+    given, not generated), one that ended earlier did not. Returns the records."""
+    predictions = read_lines(output_dir / f"{stem}.txt")
+    records = read_jsonl(output_dir / f"{stem}.jsonl")
+    assert [record["index"] for record in records] == list(range(len(predictions)))
+    assert [record["prediction"] for record in records] == predictions
+    for record in records:
+        tokens, at_limit = record["generated_tokens"], record["hit_length_limit"]
+        assert type(tokens) is int and 0 < tokens <= max_length - 1, record
+        assert type(at_limit) is bool and at_limit == (tokens == max_length - 1), record
+    if references is None:
+        assert not any("references" in record or "scores" in record for record in records), records[0]
+        return records
+    prepare = prepare or (lambda text: text)
+    for record, expected in zip(records, references, strict=True):
+        expected = [expected] if isinstance(expected, str) else list(expected)
+        assert record["references"] == expected
+        hypothesis, scored = prepare(record["prediction"]), [prepare(text) for text in expected]
+        bleu = sacrebleu.sentence_bleu(hypothesis, scored, tokenize=tokenize).score
+        chrf = sacrebleu.sentence_chrf(hypothesis, scored).score
+        assert record["scores"] == {"bleu": round(bleu, 4), "chrf": round(chrf, 4)}, record
+    return records
 
 
 def no_trainer_args(model_dir, output_dir, **overrides) -> list:
@@ -125,17 +157,35 @@ def test_bleu_and_chrf_equal_the_sacrebleu_command_line(marian_run, tmp_path):
         assert saved[f"{split}_chrf"] > 0  # a real comparison, not 0 == 0
 
 
+def test_per_example_records_match_the_predictions_and_sacrebleu(marian_run):
+    output_dir, _, _ = marian_run
+    references = [row["translation"]["ro"] for row in read_jsonl(WMT16)]
+    for stem in ("eval_predictions", "generated_predictions"):
+        records = assert_prediction_records(output_dir, references, max_length=32, stem=stem)
+        assert len(records) == 10 and any(record["scores"]["chrf"] > 0 for record in records), stem
+
+
 def test_mbart50_forces_the_target_code_as_first_token(tiny_models, tmp_path):
     from transformers import AutoTokenizer
 
     output_dir = tmp_path / "out"
-    changes = {"--source_lang": "en_XX", "--target_lang": "ro_RO", "--validation_file": None, "--test_file": None}
-    changes |= {"--do_predict": None, "--max_train_steps": 2, "--checkpointing_steps": None}
-    run_example(no_trainer_args(tiny_models / "mbart50", output_dir, **changes))
+    # The test data has no Romanian side (translations written, not scored), and a limit of 4 tokens: the start
+    # token, the forced ro_RO and two more, so every translation is cut.
+    sources = tmp_path / "sources.jsonl"
+    with open(sources, "w", encoding="utf-8") as handle:
+        handle.writelines(
+            json.dumps({"translation": {"en": row["translation"]["en"]}}) + "\n" for row in read_jsonl(WMT16)
+        )
+    changes = {"--source_lang": "en_XX", "--target_lang": "ro_RO", "--validation_file": None, "--test_file": sources}
+    changes |= {"--max_train_steps": 2, "--checkpointing_steps": None, "--val_max_target_length": 4}
+    result = run_example(no_trainer_args(tiny_models / "mbart50", output_dir, **changes))
     ro_id = AutoTokenizer.from_pretrained(tiny_models / "mbart50").convert_tokens_to_ids("ro_RO")
     generation = read_json(output_dir / "generation_config.json")
     assert generation["forced_bos_token_id"] == ro_id
     assert generation["decoder_start_token_id"] == 2  # </s>, as in the real checkpoints
+    assert "translations are written but not scored" in result.stdout + result.stderr
+    records = assert_prediction_records(output_dir, None, max_length=4)
+    assert [(record["generated_tokens"], record["hit_length_limit"]) for record in records] == [(3, True)] * 10
 
 
 def test_same_metric_keys_and_comparable_loss_as_the_trainer_script(marian_run, tiny_models, tmp_path):
@@ -270,4 +320,7 @@ def test_two_processes_evaluate_every_example_once(tiny_models, tmp_path):
     assert results["eval_samples"] == len(predictions) == 10
     cli = sacrebleu_cli(output_dir / "eval_predictions.txt", [write_references(tmp_path / "references.ro")])
     assert {"bleu": results["eval_bleu"], "chrf": results["eval_chrf"]} == cli
+    # Written once (by the main process), every example once, in input order.
+    references = [row["translation"]["ro"] for row in read_jsonl(WMT16)]
+    assert_prediction_records(output_dir, references, max_length=32, stem="eval_predictions")
     assert (output_dir / "step_5" / "random_states_1.pkl").exists()  # every process's RNG is checkpointed
