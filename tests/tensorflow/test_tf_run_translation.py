@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import sacrebleu
 
 from helpers import FIXTURES, assert_usage_error, read_json, read_jsonl, read_lines, run_example
 
@@ -34,6 +35,37 @@ def sacrebleu_cli(predictions_path, reference_paths, tokenize: str = "13a") -> d
 def write_lines(path, lines: list[str]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         handle.writelines(f"{line}\n" for line in lines)
+
+
+# Copied from tests.pytorch.translation.test_run_translation.assert_prediction_records
+def assert_prediction_records(
+    output_dir, references, max_length: int, tokenize: str = "13a", prepare=None, stem: str = "generated_predictions"
+) -> list[dict]:
+    """`<stem>.jsonl` against `<stem>.txt`: one record per line with the same text, index 0..N-1, the data's
+    references (`references`: per example a text or a list of texts; None = no references, so no scores), sentence
+    BLEU and chrF equal to sacrebleu's on that line (after `prepare`, e.g. the Romanian post-processing), and
+    generated lengths within `max_length`: a generation that stopped at the limit used all of it (the start token is
+    given, not generated), one that ended earlier did not. Returns the records."""
+    predictions = read_lines(output_dir / f"{stem}.txt")
+    records = read_jsonl(output_dir / f"{stem}.jsonl")
+    assert [record["index"] for record in records] == list(range(len(predictions)))
+    assert [record["prediction"] for record in records] == predictions
+    for record in records:
+        tokens, at_limit = record["generated_tokens"], record["hit_length_limit"]
+        assert type(tokens) is int and 0 < tokens <= max_length - 1, record
+        assert type(at_limit) is bool and at_limit == (tokens == max_length - 1), record
+    if references is None:
+        assert not any("references" in record or "scores" in record for record in records), records[0]
+        return records
+    prepare = prepare or (lambda text: text)
+    for record, expected in zip(records, references, strict=True):
+        expected = [expected] if isinstance(expected, str) else list(expected)
+        assert record["references"] == expected
+        hypothesis, scored = prepare(record["prediction"]), [prepare(text) for text in expected]
+        bleu = sacrebleu.sentence_bleu(hypothesis, scored, tokenize=tokenize).score
+        chrf = sacrebleu.sentence_chrf(hypothesis, scored).score
+        assert record["scores"] == {"bleu": round(bleu, 4), "chrf": round(chrf, 4)}, record
+    return records
 
 
 def command(model_dir, output_dir, **overrides) -> list:
@@ -89,6 +121,8 @@ def test_marian_run_writes_every_output_and_true_bleu(tiny_tf_models, tmp_path):
     expected = sacrebleu_cli(output_dir / "generated_predictions.txt", [tmp_path / "ref.ro"])
     assert {"bleu": results["predict_bleu"], "chrf": results["predict_chrf"]} == expected
     assert (results["eval_bleu"], results["eval_chrf"]) == (results["predict_bleu"], results["predict_chrf"])
+    # One record per translation, in the same order, scored on its own line.
+    assert_prediction_records(output_dir, references, max_length=16)
 
     # The metric callback scored every epoch, with the same code: the last epoch's scores are the final model's.
     history = read_json(output_dir / "trainer_state.json")["log_history"]
@@ -123,6 +157,7 @@ def test_t5_on_text_pairs_and_csv_with_a_prefix(tiny_tf_models, tmp_path):
     write_lines(tmp_path / "ref.ro", [row["ro"] for row in rows[:6]])
     expected = sacrebleu_cli(output_dir / "generated_predictions.txt", [tmp_path / "ref.ro"])
     assert {"bleu": results["predict_bleu"], "chrf": results["predict_chrf"]} == expected
+    assert len(assert_prediction_records(output_dir, [row["ro"] for row in rows[:6]], max_length=16)) == 6
 
 
 def test_mbart_target_code_starts_decoding(tiny_tf_models, tmp_path):
@@ -137,6 +172,10 @@ def test_mbart_target_code_starts_decoding(tiny_tf_models, tmp_path):
     )
     assert len(read_lines(output_dir / "generated_predictions.txt")) == 4
     assert "predict_bleu" in read_json(output_dir / "all_results.json")
+    # Untrained, with a limit of 8 tokens: every translation runs into it (7 generated after the start token).
+    references = [row["translation"]["ro"] for row in read_jsonl(WMT16)[:4]]
+    records = assert_prediction_records(output_dir, references, max_length=8)
+    assert [(record["generated_tokens"], record["hit_length_limit"]) for record in records] == [(7, True)] * 4
 
 
 # Bad input: one `error:` line naming the problem and the fix, exit code 2, no traceback, nothing written.
