@@ -94,11 +94,15 @@ def run_perl_rouge(
         evals = []
         for index, (prediction, document_references) in enumerate(zip(predictions, references, strict=True)):
             name = f"{index:06d}"
-            (work / "peer" / f"{name}.txt").write_text("".join(f"{s}\n" for s in _sentences(prediction)))
+            (work / "peer" / f"{name}.txt").write_text(
+                "".join(f"{s}\n" for s in _sentences(prediction)), encoding="utf-8"
+            )
             models = []
             for number, reference in enumerate(document_references):
                 model_name = f"{name}.{chr(ord('A') + number)}.txt"
-                (work / "model" / model_name).write_text("".join(f"{s}\n" for s in _sentences(reference)))
+                (work / "model" / model_name).write_text(
+                    "".join(f"{s}\n" for s in _sentences(reference)), encoding="utf-8"
+                )
                 models.append(f'<M ID="{chr(ord("A") + number)}">{escape(model_name)}</M>')
             evals.append(
                 f'<EVAL ID="{index + 1}"><MODEL-ROOT>{work / "model"}</MODEL-ROOT>'
@@ -126,15 +130,53 @@ def parse_output(stdout: str, count: int) -> dict:
     return {"averages": averages, "per_document": per_document}
 
 
+# Words for the generated multi-reference fixture: inflections the WordNet lists and Porter's steps treat
+# differently, numbers, hyphens, apostrophes, non-ASCII, and common words that repeat (LCS clipping).
+FIXTURE_WORDS = (
+    "the a of to and in is was were been be said says say told tell found finding find children child mice geese "
+    "better best good well went going goes statement statements tournament agreement generalization relational "
+    "conditional happiness happy sky skies ties dying died lying caresses ponies cats feed agreed plastered motoring "
+    "hopping hoping tanned falling hissing fizzed filing filed yelled yearly yes youth 1990s 3.5% 2,000 $400m 10th "
+    "2019-2020 state-of-the-art x-ray re-elected don't can't it's John's o'clock n't 's naïve café Zürich — “quoted” "
+    "U.S. Obama Netanyahu Iran Israel government officials reported reporting reports police arrested arrests "
+    "investigation investigators economic economy economies running ran runs"
+).split()
+
+
+def generated_documents(seed: int = 1234, count: int = 120) -> dict:
+    """A reproducible multi-reference set: 1-4 references per document, a few empty predictions."""
+    import random
+
+    rng = random.Random(seed)
+
+    def sentence() -> str:
+        words = [rng.choice(FIXTURE_WORDS) for _ in range(rng.randint(1, 18))]
+        return " ".join(words).capitalize() + rng.choice([".", ".", "!", "?", " ;", ""])
+
+    def summary(max_sentences: int) -> list[str]:
+        return [sentence() for _ in range(rng.randint(1, max_sentences))]
+
+    predictions = [[] if rng.random() < 0.03 else summary(4) for _ in range(count)]
+    references = [[summary(3) for _ in range(rng.randint(1, 4))] for _ in range(count)]
+    return {
+        "description": f"generated_documents(seed={seed}, count={count}) in utils/rouge155_perl.py",
+        "predictions": predictions,
+        "references": references,
+    }
+
+
 def regenerate_fixtures() -> None:
-    """tests/fixtures/rouge155/<case>.inputs.json -> <case>.perl.<options>.json, for every case and option set."""
+    """tests/fixtures/rouge155/<case>.inputs.json -> <case>.perl.<options>.json, for every case and option set
+    (the generated case's inputs are written first)."""
+    generated = FIXTURES / "generated_multi_reference.inputs.json"
+    generated.write_text(json.dumps(generated_documents(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     for inputs_path in sorted(FIXTURES.glob("*.inputs.json")):
-        inputs = json.loads(inputs_path.read_text())
+        inputs = json.loads(inputs_path.read_text(encoding="utf-8"))
         case = inputs_path.name.removesuffix(".inputs.json")
         for key in inputs.get("options", list(FIXTURE_FLAGS)):
             output = run_perl_rouge(inputs["predictions"], inputs["references"], FIXTURE_FLAGS[key])
             output["flags"] = FIXTURE_FLAGS[key]
-            (FIXTURES / f"{case}.perl.{key}.json").write_text(json.dumps(output, indent=1) + "\n")
+            (FIXTURES / f"{case}.perl.{key}.json").write_text(json.dumps(output) + "\n", encoding="utf-8")
             print(f"wrote {case}.perl.{key}.json")
 
 
