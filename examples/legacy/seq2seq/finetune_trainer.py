@@ -10,7 +10,8 @@ Writes to --output_dir: the model and tokenizer, `train/val/test/all_results.jso
 evaluation, appended), `test_generations.txt` (one prediction per test line), `test_results.txt`,
 `best_tfmr/` (the best evaluated model, `save_pretrained` format), `hparams.json`, `git_log.json` and
 `trainer_state.json`. Summarization results hold `<split>_rouge_signature` (how ROUGE was computed; with
-`--rouge_backend official`, ROUGE-1.5.5 with `<split>_<key>_low` / `_high`). A killed run started again with the same command resumes from its last checkpoint.
+`--rouge_backend official`, ROUGE-1.5.5 with `<split>_<key>_low` / `_high`). A killed run started again with
+the same command resumes from its last checkpoint.
 """
 
 import logging
