@@ -7,18 +7,57 @@ import subprocess
 import sys
 import time
 
+import nltk
 import pytest
 import sacrebleu
+from rouge_score import rouge_scorer
 
-from helpers import FIXTURES, REPO_ROOT, TEST_ENV, expected_legacy_rouge, read_json, read_lines, run_example
+from helpers import (
+    FIXTURES,
+    REPO_ROOT,
+    TEST_ENV,
+    expected_legacy_rouge,
+    import_legacy,
+    read_json,
+    read_jsonl,
+    read_lines,
+    run_example,
+)
 
 SCRIPT = "examples/legacy/seq2seq/run_eval.py"
 EN_RO = FIXTURES / "legacy" / "wmt_en_ro"
 SOURCE, TARGET = EN_RO / "test.source", EN_RO / "test.target"
 
 
+official_rouge = import_legacy("official_rouge")
+ROUGE_KEYS = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+
+
 def eval_args(model, save, scores, *extra, source=SOURCE, target=TARGET):
     return [SCRIPT, model, source, save, "--reference_path", target, "--score_path", scores, *extra]
+
+
+def check_records(save_path, references, max_length) -> list[dict]:
+    """The per-example records beside SAVE_PATH (`<stem>.jsonl`): one per prediction, in its order, with the
+    references and the generation lengths (generation stops at the limit exactly when it used every position)."""
+    records = read_jsonl(save_path.with_suffix(".jsonl"))
+    predictions = read_lines(save_path)
+    assert [record["index"] for record in records] == list(range(len(predictions)))
+    assert [record["prediction"] for record in records] == predictions
+    for record in records:
+        expected_keys = {"index", "prediction", "generated_tokens", "hit_length_limit"}
+        if references is not None:
+            assert record["references"] == [references[record["index"]]]
+            expected_keys |= {"references", "scores"}
+        assert set(record) == expected_keys
+        assert 0 <= record["generated_tokens"] <= max_length - 1
+        # (0: a random tiny model that generated only pad tokens, which count as padding; it never stopped.)
+        assert record["hit_length_limit"] == (record["generated_tokens"] in (0, max_length - 1))
+    return records
+
+
+def one_sentence_per_line(text: str) -> str:
+    return "\n".join(nltk.sent_tokenize(text))
 
 
 def test_t5_summarization_sorted_equals_unsorted_and_rouge_matches(tiny_models, tmp_path):
@@ -32,6 +71,11 @@ def test_t5_summarization_sorted_equals_unsorted_and_rouge_matches(tiny_models, 
     assert not (tmp_path / "sorted.txt.partial.jsonl").exists()
     scores = read_json(tmp_path / "sorted.json")
     assert {k: scores[k] for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")} == expected_legacy_rouge(preds, refs)
+    assert (
+        scores["rouge_signature"].startswith("rouge:rouge_score-")
+        and "|agg:bootstrap-mid-1000|" in scores["rouge_signature"]
+    )
+    assert check_records(tmp_path / "sorted.txt", refs, 24) == check_records(tmp_path / "plain.txt", refs, 24)
     assert scores["n_obs"] == scores["n_generated"] == 20 and scores["n_resumed"] == 0
     assert scores["samples_per_second"] > 0 and scores["generated_tokens_per_second"] > 0
     assert scores["seconds_per_sample"] >= 0 and isinstance(scores["runtime"], int)
@@ -49,9 +93,69 @@ def test_marian_translation_sorted_with_shared_beam_cache_equals_the_plain_path_
     assert len(preds) == 12 and preds == read_lines(tmp_path / "plain.txt")
     refs = TARGET.read_text(encoding="utf-8").split("\n")[:12]
     scores = read_json(tmp_path / "sorted.json")
-    assert scores["bleu"] == round(sacrebleu.corpus_bleu(preds, [refs]).score, 4)
+    assert scores["bleu"] == round(sacrebleu.corpus_bleu(preds, [refs]).score, 4) and "rouge_signature" not in scores
+    for record in check_records(tmp_path / "sorted.txt", refs, 20):
+        prediction, reference = record["prediction"], record["references"]
+        assert record["scores"] == {
+            "bleu": round(sacrebleu.sentence_bleu(prediction, reference).score, 4),
+            "chrf": round(sacrebleu.sentence_chrf(prediction, reference).score, 4),
+        }
     assert scores["num_beams"] == 2 and scores["length_penalty"] == 1.0 and scores["info"] == "tiny marian"
     assert scores["n_obs"] == 12
+
+
+def test_official_rouge_backend_signature_and_per_example_records(tiny_models, tmp_path):
+    """--rouge_backend official: ROUGE-1.5.5 numbers with intervals and signature, per-example scores equal to
+    official_rouge's per document; rouge_score's per-example scores equal rouge_score's. The references are built
+    from a first run's predictions (tiny random models share no words with real references)."""
+    common = ["--task", "summarization", "--bs", "5", "--max_length", "20"]
+    model = tiny_models / "marian"
+    run_example([SCRIPT, model, SOURCE, tmp_path / "first.txt", *common])  # no references: no scores
+    predictions = read_lines(tmp_path / "first.txt")
+    check_records(tmp_path / "first.txt", None, 20)
+    sources = read_lines(SOURCE)
+    # Every (i % 3 + 1)-th prediction word, then source words: partial, differing overlaps, two sentences.
+    references = [
+        " ".join(p.split()[:: i % 3 + 1]) + " . " + " ".join(sources[i].split()[:12])
+        for i, p in enumerate(predictions)
+    ]
+    target = tmp_path / "refs.txt"
+    target.write_text("\n".join(references) + "\n", encoding="utf-8")
+
+    run_example(eval_args(model, tmp_path / "official.txt", tmp_path / "official.json", *common, "--rouge_backend",
+                          "official", target=target))  # fmt: skip
+    assert read_lines(tmp_path / "official.txt") == predictions
+    scores = read_json(tmp_path / "official.json")
+    signature = scores["rouge_signature"]
+    assert signature.startswith("rouge:official-1.5.5|") and "|agg:bootstrap-mean-1000|ci:95|" in signature
+    split = official_rouge.evaluate(
+        [one_sentence_per_line(p) for p in predictions],
+        [[one_sentence_per_line(r).split("\n")] for r in references],
+        official_rouge.OfficialRougeOptions(max_ngram=2),
+    )
+    unsplit = official_rouge.evaluate(predictions, references, official_rouge.OfficialRougeOptions(max_ngram=0))
+    metrics = {"rouge1": (split, "ROUGE-1"), "rouge2": (split, "ROUGE-2"), "rougeL": (unsplit, "ROUGE-L")}
+    metrics["rougeLsum"] = (split, "ROUGE-L")
+    for key, (result, metric) in metrics.items():
+        for end in ("", "_low", "_high"):
+            assert scores[key + end] == round(100 * result.averages[metric][f"F{end}"], 4)
+    assert 10 < scores["rouge1"] < 100
+    records = check_records(tmp_path / "official.txt", references, 20)
+    for record, document in zip(records, split.per_document, strict=True):
+        assert record["scores"]["rouge1"] == round(100 * document["ROUGE-1"][2], 4)
+        assert record["scores"]["rougeLsum"] == round(100 * document["ROUGE-L"][2], 4)
+    assert [r["scores"]["rougeL"] for r in records] == [round(100 * d["ROUGE-L"][2], 4) for d in unsplit.per_document]
+    assert len({record["scores"]["rouge1"] for record in records}) > 2
+
+    run_example(eval_args(model, tmp_path / "default.txt", tmp_path / "default.json", *common, target=target))
+    default = read_json(tmp_path / "default.json")
+    assert {key: default[key] for key in ROUGE_KEYS} == expected_legacy_rouge(predictions, references)
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_KEYS), use_stemmer=True)
+    for record in check_records(tmp_path / "default.txt", references, 20):
+        expected = scorer.score(
+            one_sentence_per_line(record["references"][0]), one_sentence_per_line(record["prediction"])
+        )
+        assert record["scores"] == {key: round(100 * value.fmeasure, 4) for key, value in expected.items()}
 
 
 def count_records(partial_path) -> int:
@@ -102,6 +206,9 @@ def test_killed_run_resumes_without_regenerating(tiny_models, tmp_path):
     assert scores["n_resumed"] == done_before and scores["n_generated"] == 100 - done_before
     assert f"generated {100 - done_before} predictions, {done_before} resumed" in result.stderr
     assert scores["bleu"] == read_json(tmp_path / "full.json")["bleu"]
+    # The per-example records cover every example, in order, resumed ones included, as the uninterrupted run's.
+    assert read_jsonl(tmp_path / "resumed.jsonl") == read_jsonl(tmp_path / "full.jsonl")
+    assert len(check_records(save, read_lines(target), 32)) == 100
 
 
 @pytest.mark.parametrize(
