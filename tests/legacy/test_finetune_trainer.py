@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import nltk
 import pytest
 import sacrebleu
 import torch
@@ -19,6 +20,7 @@ from helpers import (
     TEST_ENV,
     assert_usage_error,
     expected_legacy_rouge,
+    import_legacy,
     read_json,
     read_lines,
     run_example,
@@ -27,6 +29,7 @@ from helpers import (
 
 SCRIPT = "examples/legacy/seq2seq/finetune_trainer.py"
 EN_RO = FIXTURES / "legacy" / "wmt_en_ro"
+official_rouge = import_legacy("official_rouge")
 COMMON = ["--report_to", "none", "--max_source_length", "48", "--per_device_train_batch_size", "4", "--seed", "0"]
 
 
@@ -135,6 +138,44 @@ def test_trains_on_copy_task_and_scores_with_rouge_score(tiny_models, tmp_path):
     expected = expected_legacy_rouge(predictions, references)
     assert results["test_rouge1"] > 0
     assert {key: results[f"test_{key}"] for key in expected} == expected
+    assert results["test_rouge_signature"] == results["val_rouge_signature"]
+    assert (
+        results["test_rouge_signature"].startswith("rouge:rouge_score-")
+        and "|agg:bootstrap-mid-1000|" in (results["test_rouge_signature"])
+    )
+
+
+def test_official_rouge_backend_saves_intervals_and_signatures(tiny_models, tmp_path):
+    out = tmp_path / "out"
+    result = run_example(
+        [SCRIPT, "--model_name_or_path", tiny_models / "marian", "--data_dir", EN_RO, "--output_dir", out,
+         "--task", "summarization", "--do_eval", "--do_predict", "--predict_with_generate", "--n_val", "6",
+         "--n_test", "8", "--val_max_target_length", "12", "--test_max_target_length", "12",
+         "--rouge_backend", "official", *COMMON]
+    )  # fmt: skip
+    results = read_json(out / "all_results.json")
+    predictions, references = read_lines(out / "test_generations.txt"), read_lines(EN_RO / "test.target")[:8]
+    split = official_rouge.evaluate(
+        ["\n".join(nltk.sent_tokenize(p)) for p in predictions],
+        [["\n".join(nltk.sent_tokenize(r))] for r in references],
+        official_rouge.OfficialRougeOptions(max_ngram=2),
+    )
+    unsplit = official_rouge.evaluate(predictions, references, official_rouge.OfficialRougeOptions(max_ngram=0))
+    metrics = {"rouge1": (split, "ROUGE-1"), "rouge2": (split, "ROUGE-2"), "rougeL": (unsplit, "ROUGE-L")}
+    metrics["rougeLsum"] = (split, "ROUGE-L")
+    for key, (scores, metric) in metrics.items():
+        for end in ("", "_low", "_high"):
+            assert results[f"test_{key}{end}"] == round(100 * scores.averages[metric][f"F{end}"], 4), key + end
+            assert f"val_{key}{end}" in results
+    assert results["test_rouge1"] > 0
+    for split_name in ("val", "test"):
+        signature = results[f"{split_name}_rouge_signature"]
+        assert signature.startswith("rouge:official-1.5.5|") and "|opts:-c 95 -r 1000 -n 2 -a -m|" in signature
+        # Printed in full under the metric table, not padded into it.
+        assert f"  {split_name}_rouge_signature: {signature}" in result.stdout.splitlines()
+    assert not any(line.rstrip().endswith("scale:f1x100") and " = " in line for line in result.stdout.splitlines())
+    assert f"test_rouge_signature: {results['test_rouge_signature']}" in read_lines(out / "test_results.txt")
+    assert read_json(out / "metrics.json")["val"][-1]["val_rouge_signature"] == results["val_rouge_signature"]
 
 
 def test_sortish_and_token_budget_batches_have_less_padding(tiny_models, tmp_path):
