@@ -319,7 +319,8 @@ def test_no_teacher_shrink_and_fine_tune_on_json_files(teacher_dir, tmp_path):
          "--do_train", "--do_predict", "--predict_with_generate", "--num_train_epochs", "6",
          "--learning_rate", "3e-3", "--per_device_train_batch_size", "5", "--logging_steps", "2",
          "--save_strategy", "no", "--max_source_length", "64", "--max_target_length", "32",
-         "--test_max_target_length", "12", "--no_compare_with_teacher", "--report_to", "none"]
+         "--test_max_target_length", "12", "--no_compare_with_teacher", "--rouge_backend", "official",
+         "--report_to", "none"]
     )  # fmt: skip
     losses = train_losses(out)
     assert losses[-1] < losses[0], losses
@@ -331,6 +332,9 @@ def test_no_teacher_shrink_and_fine_tune_on_json_files(teacher_dir, tmp_path):
     assert json.loads(read_lines(XSUM)[0])["summary"] == read_lines(out / "data" / "train.target")[0]
     results = read_json(out / "all_results.json")
     assert results["train_n_objs"] == results["test_n_objs"] == n_records and "test_rouge2" in results
+    # --rouge_backend reaches distillation's scoring: ROUGE-1.5.5 with its interval and signature.
+    assert results["test_rouge2_low"] <= results["test_rouge2"] <= results["test_rouge2_high"]
+    assert results["test_rouge_signature"].startswith("rouge:official-1.5.5|")
     assert not (out / "teacher_vs_student.json").exists()
 
 
