@@ -119,14 +119,18 @@ def _rouge_score_backend(predictions, references):
 
 
 def _official_backend(predictions, references):
-    split_predictions = [split_sentences(prediction) for prediction in predictions]
-    split_references = [[split_sentences(item) for item in _references_of(reference)] for reference in references]
+    # Each prediction: its sentences; each reference list: one list of sentences per reference (official_rouge reads
+    # a flat list of strings as ONE reference's sentences, so several references must be nested).
+    split_predictions = [split_sentences(prediction).split("\n") for prediction in predictions]
+    split_references = [
+        [split_sentences(item).split("\n") for item in _references_of(reference)] for reference in references
+    ]
     # rougeLsum: the script's ROUGE-L over sentence lines; rougeL: the same over unsplit texts (one line each).
     by_sentence = official_rouge.evaluate(split_predictions, split_references, OFFICIAL_OPTIONS)
     unsplit_options = official_rouge.OfficialRougeOptions(max_ngram=0)  # ROUGE-L only
     unsplit = official_rouge.evaluate(
-        [" ".join(text.split("\n")) for text in split_predictions],
-        [[" ".join(text.split("\n")) for text in item] for item in split_references],
+        [[" ".join(sentences)] for sentences in split_predictions],
+        [[[" ".join(sentences)] for sentences in item] for item in split_references],
         unsplit_options,
     )
     sources = {"rouge1": by_sentence, "rouge2": by_sentence, "rougeL": unsplit, "rougeLsum": by_sentence}

@@ -39,6 +39,7 @@ RESULT_FILES = (
     "eval_results.json",
     "predict_results.json",
     "generated_predictions.txt",
+    "generated_predictions.jsonl",
     "trainer_state.json",
 )
 

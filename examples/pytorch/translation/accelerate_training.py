@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 
 # Written during training (not results): --overwrite_output_dir deletes them with RESULT_FILES and the checkpoints.
-RUN_LOG_FILES = ("train_log.jsonl", "eval_predictions.txt")
+RUN_LOG_FILES = ("train_log.jsonl", "eval_predictions.txt", "eval_predictions.jsonl")
 CHECKPOINT_NAME = re.compile(r"(step|epoch)_\d+")  # accelerator.save_state folders, as upstream names them
 PARTIAL_SUFFIX = ".partial"  # a checkpoint being written; renamed to its final name once complete
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")

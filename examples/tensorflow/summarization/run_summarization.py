@@ -217,7 +217,7 @@ class DataTrainingArguments:
         metadata={
             "help": (
                 "How ROUGE is computed: rouge_score (Google's package, as other Hugging Face scripts report it) or "
-                "official (ROUGE-1.5.5 as papers report it through pyrouge, in pure Python, with 95% intervals)."
+                "official (ROUGE-1.5.5 as papers report it through pyrouge, in pure Python, with 95%% intervals)."
             ),
             "choices": list(ROUGE_BACKENDS),
         },

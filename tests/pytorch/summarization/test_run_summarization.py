@@ -14,7 +14,9 @@ import nltk
 import pytest
 from rouge_score import rouge_scorer
 
-from helpers import (
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "utils"))
+import rouge155_perl  # noqa: E402
+from helpers import (  # noqa: E402
     FIXTURES,
     REPO_ROOT,
     TEST_ENV,
@@ -131,6 +133,57 @@ def test_predict_rouge_equals_rouge_score_on_the_written_predictions(xsum_run):
     assert {key: saved[f"predict_{key}"] for key in ROUGE_KEYS} == expected
 
 
+def test_generated_predictions_jsonl_has_each_examples_text_references_rouge_and_length(xsum_run):
+    output_dir, result = xsum_run
+    predictions = read_lines(output_dir / "generated_predictions.txt")
+    references = [row["summary"] for row in read_jsonl(XSUM)]
+    records = read_jsonl(output_dir / "generated_predictions.jsonl")
+    assert [record["index"] for record in records] == list(range(10))
+    assert [record["prediction"] for record in records] == predictions
+    assert [record["references"] for record in records] == [[reference] for reference in references]
+    for record, prediction, reference in zip(records, predictions, references, strict=True):
+        expected = reference_rouge([prediction], [reference])  # this one example, as the reference computes it
+        assert record["scores"] == expected
+        assert isinstance(record["generated_tokens"], int) and 0 <= record["generated_tokens"] < 32
+        assert isinstance(record["hit_length_limit"], bool)
+    # The mean of the per-example scores is the corpus score (up to the rounding of each example to 4 places).
+    saved = read_json(output_dir / "predict_results.json")
+    for key in ROUGE_KEYS:
+        mean = sum(record["scores"][key] for record in records) / len(records)
+        assert mean == pytest.approx(saved[f"predict_{key}"], abs=1e-3)
+    signature = "rouge:rouge_score-0.1.2|nrefs:1|refs:best|tok:rouge_score|stem:nltk-porter-3.10.4|"
+    signature += "split:nltk-punkt-3.10.4|agg:mean|scale:f1x100"
+    assert saved["predict_rouge_signature"] == read_json(output_dir / "eval_results.json")["eval_rouge_signature"]
+    assert saved["predict_rouge_signature"] == signature
+    assert f"  predict_rouge_signature: {signature}" in result.stdout
+
+
+def test_a_generation_limit_that_cuts_every_prediction_is_flagged_per_example(tiny_models, tmp_path):
+    run_example(
+        [
+            SCRIPT,
+            "--model_name_or_path",
+            tiny_models / "t5",
+            "--test_file",
+            XSUM,
+            "--do_predict",
+            "--predict_with_generate",
+            "--max_predict_samples",
+            4,
+            "--generation_max_length",
+            5,
+            "--source_prefix",
+            "summarize: ",
+            "--output_dir",
+            tmp_path / "cut",
+        ]  # fmt: skip
+    )
+    records = read_jsonl(tmp_path / "cut" / "generated_predictions.jsonl")
+    assert len(records) == 4
+    assert all(record["hit_length_limit"] for record in records)  # 4 new tokens at most: the untrained T5 never stops
+    assert all(record["generated_tokens"] <= 4 for record in records)
+
+
 def test_logs_how_many_references_were_truncated(xsum_run):
     _, result = xsum_run
     log = result.stdout + result.stderr
@@ -152,8 +205,10 @@ def make_copy_task(tmp_path, words: int = 4):
     return paths
 
 
-@pytest.mark.slow
-def test_tiny_t5_learns_a_copy_task_that_an_untrained_model_cannot_do(tiny_models, tmp_path):
+@pytest.fixture(scope="module")
+def copy_task_runs(tiny_models, tmp_path_factory):
+    """The tiny T5 before and after 600 steps on the copy task (predictions for its test split in both)."""
+    tmp_path = tmp_path_factory.mktemp("copy-task")
     data = make_copy_task(tmp_path)
     common = [
         "--model_name_or_path", tiny_models / "t5", "--test_file", data["test"], "--do_predict",
@@ -185,6 +240,12 @@ def test_tiny_t5_learns_a_copy_task_that_an_untrained_model_cannot_do(tiny_model
         ]  # fmt: skip
     )
     assert untrained.returncode == trained.returncode == 0
+    return tmp_path, data
+
+
+@pytest.mark.slow
+def test_tiny_t5_learns_a_copy_task_that_an_untrained_model_cannot_do(copy_task_runs):
+    tmp_path, data = copy_task_runs
     before = read_json(tmp_path / "untrained" / "predict_results.json")["predict_rouge1"]
     after = read_json(tmp_path / "trained" / "predict_results.json")["predict_rouge1"]
     assert before < 3.0, f"an untrained model already scores ROUGE-1 {before}: the threshold proves nothing"
@@ -193,6 +254,68 @@ def test_tiny_t5_learns_a_copy_task_that_an_untrained_model_cannot_do(tiny_model
     predictions = read_lines(tmp_path / "trained" / "generated_predictions.txt")
     references = [row["summary"] for row in read_jsonl(data["test"])]
     assert reference_rouge(predictions, references)["rouge1"] == after
+
+
+@pytest.mark.slow
+def test_official_backend_gives_the_perl_scripts_numbers_with_several_references(copy_task_runs, tmp_path):
+    """--rouge_backend official on multi-reference data (SciTLDR: 1-4 TLDRs per paper) with a model that writes real
+    words (the copy-task T5 copies the abstract's start): every corpus score and interval, and every example's
+    score in generated_predictions.jsonl, equal what ROUGE-1.5.5.pl prints for the same texts."""
+    trained = copy_task_runs[0] / "trained"
+    data = FIXTURES / "summarization" / "scitldr" / "test.jsonl"
+    result = run_example(
+        [
+            SCRIPT,
+            "--model_name_or_path",
+            trained,
+            "--test_file",
+            data,
+            "--do_predict",
+            "--predict_with_generate",
+            "--max_source_length",
+            32,
+            "--max_predict_samples",
+            12,
+            "--rouge_backend",
+            "official",
+            "--output_dir",
+            tmp_path / "official",
+        ]  # fmt: skip
+    )
+    saved = read_json(tmp_path / "official" / "predict_results.json")
+    signature = saved["predict_rouge_signature"]
+    assert signature.startswith("rouge:official-1.5.5|") and "|nrefs:var|refs:average|" in signature
+    assert "|agg:bootstrap-1000|ci:95|opts:-c 95 -r 1000 -n 2 -a -m|" in signature
+    assert f"  predict_rouge_signature: {signature}" in result.stdout  # printed under the metric table
+    predictions = read_lines(tmp_path / "official" / "generated_predictions.txt")
+    references = [row["summary"] for row in read_jsonl(data)[:12]]
+    records = read_jsonl(tmp_path / "official" / "generated_predictions.jsonl")
+    assert [record["prediction"] for record in records] == predictions
+    assert [record["references"] for record in records] == references
+    assert saved["predict_rouge1"] > 1.0, "the copying model should overlap with the TLDRs"
+
+    problem = rouge155_perl.check_perl()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(f"the live ROUGE-1.5.5 comparison needs Perl: {problem}")
+        pytest.skip(f"Perl comparison not run: {problem}")
+    split_predictions = [nltk.sent_tokenize(text) for text in predictions]
+    split_references = [[nltk.sent_tokenize(text) for text in refs] for refs in references]
+    perl = rouge155_perl.run_perl_rouge(split_predictions, split_references, rouge155_perl.FIXTURE_FLAGS["n2"])
+    unsplit = rouge155_perl.run_perl_rouge(
+        [[text] for text in predictions],
+        [[[text] for text in refs] for refs in references],
+        "-c 95 -r 1000 -n 1 -a -m",
+    )
+    perl_metric = {"rouge1": (perl, "ROUGE-1"), "rouge2": (perl, "ROUGE-2"), "rougeLsum": (perl, "ROUGE-L")}
+    perl_metric["rougeL"] = (unsplit, "ROUGE-L")
+    for key, (output, metric) in perl_metric.items():
+        averages = output["averages"][metric]
+        assert saved[f"predict_{key}"] == round(100 * float(averages["F"]), 4), key
+        assert saved[f"predict_{key}_low"] == round(100 * float(averages["F_low"]), 4), key
+        assert saved[f"predict_{key}_high"] == round(100 * float(averages["F_high"]), 4), key
+        expected = [round(100 * float(document[metric][2]), 4) for document in output["per_document"]]
+        assert [record["scores"][key] for record in records] == expected, key
 
 
 def write_csv(path, rows: list[dict], delimiter: str = ",") -> None:
