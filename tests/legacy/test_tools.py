@@ -11,7 +11,7 @@ from rouge_score import rouge_scorer, scoring
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
-from helpers import FIXTURES, expected_legacy_rouge, import_legacy, read_json, read_lines, run_example
+from helpers import FIXTURES, REPO_ROOT, expected_legacy_rouge, import_legacy, read_json, read_lines, run_example
 
 TOOLS = "examples/legacy/seq2seq"
 EN_RO = FIXTURES / "legacy" / "wmt_en_ro"
@@ -254,3 +254,47 @@ def test_pack_dataset_respects_budget_and_keeps_text(tiny_models, tmp_path):
     assert len(read_lines(packed / "train.source")) == len(read_lines(packed / "train.target"))
     for name in ("val.source", "val.target", "test.source", "test.target"):
         assert (packed / name).read_bytes() == (EN_RO / name).read_bytes()
+
+
+def test_rouge_cli_official_gives_the_perl_scripts_numbers_for_one_to_four_references(tmp_path):
+    """The issue's acceptance check, on data official_rouge was never tuned on: SciTLDR dev papers (1-4 TLDRs each,
+    one file per reference set, an empty line where a paper has fewer), the abstract's first sentence as the
+    prediction. rouge_cli.py's averages and intervals equal what ROUGE-1.5.5.pl prints for the same sentences."""
+    import os
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "utils"))
+    import rouge155_perl
+
+    problem = rouge155_perl.check_perl()
+    shared = REPO_ROOT.parent / "shared" / "data" / "scitldr_a" / "dev.jsonl"
+    if problem or not shared.is_file():
+        reason = problem or f"{shared} is missing (clone with ../shared beside it)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with open(shared, encoding="utf-8") as handle:
+        records = [json.loads(line) for line in handle][:150]
+    predictions = [" ".join(record["source"][0].split()) for record in records]  # one line each
+    targets = [[" ".join(target.split()) for target in record["target"][:4]] for record in records]
+    assert {1, 2, 3, 4} <= {len(refs) for refs in targets}
+    ref_paths = [
+        write_lines(tmp_path / f"ref{i}.txt", [refs[i] if i < len(refs) else "" for refs in targets]) for i in range(4)
+    ]
+    pred_path = write_lines(tmp_path / "pred.txt", predictions)
+    result = run_example([f"{TOOLS}/rouge_cli.py", pred_path, *ref_paths, "--rouge_backend", "official"])
+    printed = json.loads(result.stdout.strip().splitlines()[-1])
+
+    split = rouge155_perl.run_perl_rouge(
+        [nltk.sent_tokenize(text) for text in predictions],
+        [[nltk.sent_tokenize(text) for text in refs] for refs in targets],
+        rouge155_perl.FIXTURE_FLAGS["n2"],
+    )
+    unsplit = rouge155_perl.run_perl_rouge(
+        [[text] for text in predictions], [[[text] for text in refs] for refs in targets], "-c 95 -r 1000 -n 1 -a -m"
+    )
+    sources = {"rouge1": (split, "ROUGE-1"), "rouge2": (split, "ROUGE-2"), "rougeLsum": (split, "ROUGE-L")}
+    sources["rougeL"] = (unsplit, "ROUGE-L")
+    for key, (perl, metric) in sources.items():
+        for end in ("", "_low", "_high"):
+            assert printed[key + end] == round(100 * float(perl["averages"][metric][f"F{end}"]), 4), key + end

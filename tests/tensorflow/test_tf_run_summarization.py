@@ -12,6 +12,7 @@ import pytest
 from rouge_score import rouge_scorer
 
 from helpers import FIXTURES, assert_usage_error, read_json, read_jsonl, read_lines, run_example
+from rouge_scoring import score_rouge
 
 SCRIPT = "examples/tensorflow/summarization/run_summarization.py"
 XSUM = FIXTURES / "summarization" / "xsum" / "sample.json"
@@ -98,6 +99,14 @@ def check_outputs_and_true_rouge(output_dir, log: str) -> None:
     references = [row["summary"] for row in read_jsonl(XSUM)]
     saved = read_json(output_dir / "predict_results.json")
     assert {key: saved[f"predict_{key}"] for key in ROUGE_KEYS} == reference_rouge(predictions, references)
+    # Per example: the same text as the .txt line, its reference, its own rouge_score F1, its generated length.
+    records = read_jsonl(output_dir / "generated_predictions.jsonl")
+    assert [record["prediction"] for record in records] == predictions
+    assert [record["references"] for record in records] == [[reference] for reference in references]
+    for record, prediction, reference in zip(records, predictions, references, strict=True):
+        assert record["scores"] == reference_rouge([prediction], [reference])
+        assert 0 <= record["generated_tokens"] < 32 and isinstance(record["hit_length_limit"], bool)
+    assert saved["predict_rouge_signature"].startswith("rouge:rouge_score-0.1.2|nrefs:1|refs:best|")
     # Eval and predict ran on the same data with the same model: the same scores.
     assert {key: results[f"eval_{key}"] for key in ROUGE_KEYS} == {key: saved[f"predict_{key}"] for key in ROUGE_KEYS}
 
@@ -205,6 +214,22 @@ def test_tiny_t5_learns_a_copy_task_that_an_untrained_model_cannot_do(tiny_tf_mo
     assert len(predictions) == 100
     assert reference_rouge(predictions, references)["rouge1"] == after
     assert not list((tmp_path / "trained").glob("checkpoint-*"))  # --save_strategy no
+
+    # The official backend on the trained model's predictions: ROUGE-1.5.5's numbers with its interval and signature.
+    official_args = [arg if arg != tiny_tf_models / "t5" else tmp_path / "trained" for arg in common]
+    run_tf([*official_args, "--rouge_backend", "official", "--output_dir", tmp_path / "official"])
+    saved = read_json(tmp_path / "official" / "predict_results.json")
+    assert read_lines(tmp_path / "official" / "generated_predictions.txt") == predictions
+    expected = score_rouge(predictions, references, "official")
+    assert {key: saved[f"predict_{key}"] for key in expected.corpus} == expected.corpus
+    assert saved["predict_rouge1_low"] <= saved["predict_rouge1"] <= saved["predict_rouge1_high"]
+    assert saved["predict_rouge1"] != after  # a different tokeniser, stemmer and average than rouge_score
+    assert (
+        saved["predict_rouge_signature"] == expected.signature
+        and "opts:-c 95 -r 1000 -n 2 -a -m" in expected.signature
+    )
+    records = read_jsonl(tmp_path / "official" / "generated_predictions.jsonl")
+    assert [record["scores"] for record in records] == expected.per_example
 
 
 def write_csv(path, rows: list[dict], delimiter: str = ",") -> None:
