@@ -68,13 +68,18 @@ style: setup
 	$(VENV)/bin/ruff format .
 
 # Benchmarks, not tests: eval/predict and training speed options side by side (~15 min on 2 idle cores).
-.PHONY: bench bench-soak
+.PHONY: bench bench-soak bench-rouge
 bench: tiny-models
 	$(PY) bench/generation_and_training.py
 
 # SIGKILL a small training run at 20 random moments, rerun it each time, compare the final weights (~20 min).
 bench-soak: tiny-models
 	nice $(PY) bench/kill_soak.py
+
+# Official ROUGE in pure Python vs the ROUGE-1.5.5 Perl script on See et al.'s 3 x 11,490 CNN/DM outputs (needs
+# Perl + Debian's libxml-parser-perl and ../shared beside the clone; ~10 min on 2 idle cores, mostly Perl).
+bench-rouge: setup
+	$(PY) bench/official_rouge.py
 
 clean:
 	rm -rf $(TINY_MODELS) $(TINY_TF_MODELS) outputs .pytest_cache
