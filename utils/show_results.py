@@ -1,4 +1,4 @@
-"""Print where a run's outputs are and its ROUGE/BLEU table, from the run's all_results.json.
+"""Print where a run's outputs are and its ROUGE/BLEU table with the metrics' signatures, from all_results.json.
 
 python utils/show_results.py outputs/demo-summarization
 """
@@ -36,6 +36,9 @@ def main() -> None:
         if any(value is not None for value in values):
             cells = "".join(format_cell(value) for value in values)
             print(f"{score:<12}{cells}")
+    # How the scores were computed (ROUGE backend, sacrebleu settings): under the table, one line per stage.
+    for key in sorted(key for key in results if key.endswith("_signature")):
+        print(f"{key}: {results[key]}")
     if "train_loss" in results:
         print(f"\ntrain_loss {results['train_loss']:.4f} over {results.get('train_samples')} examples")
 

@@ -19,6 +19,9 @@ def test_make_demo_trains_evaluates_predicts_and_prints_the_rouge_table(tiny_mod
     table = result.stdout[result.stdout.index("metric ") :]
     for row in ("rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len"):
         assert f"\n{row} " in table, table
+    assert "\npredict_rouge_signature: rouge:rouge_score-0.1.2|nrefs:var|refs:best|" in table, (
+        table
+    )  # SciTLDR: 1-N refs
     results = read_json(output_dir / "all_results.json")
     assert results["predict_samples"] == 100 and results["eval_samples"] == 50
     assert len(read_lines(output_dir / "generated_predictions.txt")) == 100
