@@ -158,11 +158,14 @@ def test_metric_keys_and_counts(xsum_run):
     output_dir, _ = xsum_run
     results = read_json(output_dir / "all_results.json")
     expected = {"train_loss", "train_runtime", "train_samples", "epoch", "step", "eval_gen_len", "eval_samples"}
-    expected |= {f"eval_{key}" for key in ROUGE_KEYS}
+    expected |= {f"eval_{key}" for key in ROUGE_KEYS} | {"eval_rouge_signature"}
     if (output_dir / "predict_results.json").exists():
         expected |= {f"predict_{key}" for key in ROUGE_KEYS} | {"predict_gen_len", "predict_samples"}
+        expected |= {"predict_rouge_signature"}
         assert results["predict_samples"] == 10
+        assert results["predict_rouge_signature"] == results["eval_rouge_signature"]
     assert set(results) == expected
+    assert results["eval_rouge_signature"].startswith("rouge:rouge_score-0.1.2|")
     assert results["train_samples"] == results["eval_samples"] == 10
     assert len(read_lines(output_dir / "eval_predictions.txt")) == 10
     assert results["step"] == (20 if "t5" in output_dir.name else 9)
