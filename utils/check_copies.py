@@ -36,6 +36,9 @@ FULL_COPIES: dict[str, str] = {
     "examples/pytorch/translation/seq2seq_setup.py": "examples/pytorch/summarization/seq2seq_setup.py",
     "examples/pytorch/translation/trainer_speedups.py": "examples/pytorch/summarization/trainer_speedups.py",
     "examples/pytorch/translation/accelerate_training.py": "examples/pytorch/summarization/accelerate_training.py",
+    "examples/pytorch/translation/ctranslate2_generation.py": (
+        "examples/pytorch/summarization/ctranslate2_generation.py"
+    ),
     # The Keras folders: only modules that import neither torch nor TensorFlow.
     "examples/tensorflow/summarization/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
     "examples/tensorflow/summarization/seq2seq_data.py": "examples/pytorch/summarization/seq2seq_data.py",

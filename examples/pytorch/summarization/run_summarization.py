@@ -37,6 +37,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments, default_data_collator, set_seed
 
+from ctranslate2_generation import (
+    BACKEND_HELP,
+    COMPUTE_TYPE_HELP,
+    COMPUTE_TYPES,
+    GENERATION_BACKENDS,
+    check_backend_flags,
+    check_model_and_generation,
+)
 from rouge_scoring import ROUGE_BACKENDS, check_rouge_backend, check_sentence_splitter, score_rouge
 from seq2seq_checks import (
     BOOKKEEPING_FILES,
@@ -300,6 +308,12 @@ class SummarizationTrainingArguments(Seq2SeqTrainingArguments):
             )
         },
     )
+    generation_backend: str = field(
+        default="transformers", metadata={"help": BACKEND_HELP, "choices": list(GENERATION_BACKENDS)}
+    )
+    ctranslate2_compute_type: str = field(
+        default="float32", metadata={"help": COMPUTE_TYPE_HELP, "choices": list(COMPUTE_TYPES)}
+    )
     eval_subset_size: int | None = field(
         default=None,
         metadata={
@@ -380,6 +394,11 @@ def main() -> None:
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, SummarizationTrainingArguments))
     model_args, data_args, training_args = parse_args_or_file(parser)
     setup_logging(training_args)
+    check_backend_flags(
+        training_args.generation_backend,
+        training_args.ctranslate2_compute_type,
+        training_args.predict_with_generate and (training_args.do_eval or training_args.do_predict),
+    )
     last_checkpoint = validate_args(model_args, data_args, training_args)
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         logger.info("There is nothing to do: pass --do_train, --do_eval and/or --do_predict.")
@@ -525,6 +544,9 @@ def main() -> None:
     final_num_beams = training_args.generation_num_beams
     if training_args.eval_num_beams is not None:
         training_args.generation_num_beams = training_args.eval_num_beams  # until training ends
+    if training_args.generation_backend == "ctranslate2":  # refuse settings it cannot reproduce before training
+        for beams in {final_num_beams, training_args.generation_num_beams}:
+            check_model_and_generation(model, {"max_length": training_args.generation_max_length, "num_beams": beams})
 
     # Generate longest inputs first (less padding per batch); predictions go back to input order when decoded.
     # Evaluations during training may use a subset (--eval_subset_size); the final one uses every example.

@@ -66,6 +66,12 @@ from accelerate_training import (
     save_model,
     setup_accelerate_logging,
 )
+from ctranslate2_generation import (
+    CTranslate2Generator,
+    add_backend_arguments,
+    check_backend_flags,
+    check_model_and_generation,
+)
 from rouge_scoring import ROUGE_BACKENDS, check_rouge_backend, check_sentence_splitter, score_rouge
 from seq2seq_checks import (
     BOOKKEEPING_FILES,
@@ -201,6 +207,7 @@ def add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="Beams for generation in eval/predict (default: the model's generation config). 1 = greedy.",
     )
+    add_backend_arguments(prep)
     prep.add_argument(
         "--preprocessing_num_workers", type=int, help="Number of processes for tokenization (default: this one only)."
     )
@@ -230,6 +237,11 @@ def validate_args(args: argparse.Namespace) -> str | None:
     """
     check_training_args(args, generates=bool(args.validation_file or args.dataset_name or args.do_predict))
     check_eval_max_tokens(args.eval_max_tokens_per_batch)
+    check_backend_flags(
+        args.generation_backend,
+        args.ctranslate2_compute_type,
+        bool(args.validation_file or args.dataset_name or args.do_predict),
+    )
     check_different(
         "--text_column",
         args.text_column,
@@ -320,6 +332,8 @@ def main() -> None:
             f"the model config has no decoder_start_token_id; set it in {args.model_name_or_path}/config.json"
         )
     args.max_source_length = fit_position_embeddings(model, args.max_source_length, args.resize_position_embeddings)
+    if args.generation_backend == "ctranslate2":  # refuse settings it cannot reproduce before training
+        check_model_and_generation(model, {"max_length": args.val_max_target_length, "num_beams": args.num_beams})
     if config.model_type == "t5" and not args.source_prefix:
         logger.warning("T5 models were trained with task prefixes: pass --source_prefix 'summarize: '")
 
@@ -483,8 +497,22 @@ def main() -> None:
 
     def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str], tuple]:
         """Metrics, predictions, and per example (ROUGE scores or None, generated tokens, hit the length limit)."""
+        ctranslate2 = None
+        if args.generation_backend == "ctranslate2":  # converted again only if training changed the weights
+            unwrapped = accelerator.unwrap_model(model)
+            ctranslate2 = CTranslate2Generator.for_model(
+                unwrapped, tokenizer, args.output_dir, args.ctranslate2_compute_type, accelerator
+            )
         predictions, gen_len, lengths = generate_texts(
-            accelerator, model, dataloader, tokenizer, gen_kwargs, split, order, args.eval_beams_share_cross_attention
+            accelerator,
+            model,
+            dataloader,
+            tokenizer,
+            gen_kwargs,
+            split,
+            order,
+            args.eval_beams_share_cross_attention,
+            ctranslate2,
         )
         metrics, per_example = {}, None
         if references is not None:

@@ -16,6 +16,7 @@ import torch
 from transformers import DynamicCache, EncoderDecoderCache, Seq2SeqTrainer
 from transformers.modeling_outputs import BaseModelOutput
 
+from ctranslate2_generation import CTranslate2Generator, generation_config_for
 from seq2seq_checks import UsageError
 
 logger = logging.getLogger(__name__)
@@ -146,8 +147,30 @@ class Seq2SeqTrainerWithSpeedups(Seq2SeqTrainer):
     batches can be sized by a token budget (--train_max_tokens_per_batch, --eval_max_tokens_per_batch).
 
     The stock step calls `generate()`, which runs the encoder, and then the model on the labels for the loss,
-    which runs it again: for long inputs and short outputs that is most of the eval time.
+    which runs it again: for long inputs and short outputs that is most of the eval time. With
+    --generation_backend ctranslate2 the tokens come from CTranslate2 instead (the model converted at the start
+    of each evaluate()/predict(), as its weights may have changed), the loss still from the model.
     """
+
+    ctranslate2: CTranslate2Generator | None = None
+
+    def evaluate(self, *args, **kwargs):
+        self.prepare_generation_backend()
+        return super().evaluate(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        self.prepare_generation_backend()
+        return super().predict(*args, **kwargs)
+
+    def prepare_generation_backend(self) -> None:
+        if self.args.generation_backend == "ctranslate2" and self.args.predict_with_generate:
+            self.ctranslate2 = CTranslate2Generator.for_model(
+                self.accelerator.unwrap_model(self.model),
+                self.processing_class,
+                self.args.output_dir,
+                self.args.ctranslate2_compute_type,
+                self.accelerator,
+            )
 
     def get_train_dataloader(self):
         if self.args.train_max_tokens_per_batch is None or not isinstance(self.train_dataset, datasets.Dataset):
@@ -207,6 +230,8 @@ class Seq2SeqTrainerWithSpeedups(Seq2SeqTrainer):
         return self.accelerator.prepare(loader)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        if self.ctranslate2 is not None and self.args.predict_with_generate and not prediction_loss_only:
+            return self.ctranslate2_prediction_step(model, inputs, gen_kwargs)
         if self.args.eval_beams_share_cross_attention and self.args.predict_with_generate and not prediction_loss_only:
             # The parent's rule for the generate kwargs: this call's, else those evaluate()/predict() set.
             gen_kwargs = with_shared_cross_attention(self.model, dict(gen_kwargs or getattr(self, "_gen_kwargs", {})))
@@ -238,12 +263,41 @@ class Seq2SeqTrainerWithSpeedups(Seq2SeqTrainer):
         unlabelled = {key: value for key, value in inputs.items() if not key.startswith(("labels", "decoder_"))}
         unlabelled["encoder_outputs"] = BaseModelOutput(last_hidden_state=encoded.last_hidden_state)
         _, generated_tokens, _ = super().prediction_step(model, unlabelled, False, ignore_keys, **gen_kwargs)
-        labels, gen_config = inputs["labels"], self.model.generation_config  # padded as the parent pads them
-        if labels.shape[-1] < gen_config.max_length:
-            labels = self._pad_tensors_to_max_len(labels, gen_config.max_length)
-        elif gen_config.max_new_tokens is not None and labels.shape[-1] < gen_config.max_new_tokens + 1:
-            labels = self._pad_tensors_to_max_len(labels, gen_config.max_new_tokens + 1)
-        return loss, generated_tokens, labels
+        return loss, generated_tokens, self.pad_as_generated(inputs["labels"])
+
+    def ctranslate2_prediction_step(self, model, inputs, gen_kwargs):
+        """The generate-and-score step of --generation_backend ctranslate2: the loss from the model (no cache, as
+        above), the tokens from CTranslate2, both padded as the parent pads them."""
+        inputs = self._prepare_inputs(inputs)
+        loss = None
+        if "labels" in inputs:
+            with torch.no_grad(), self.compute_loss_context_manager():
+                outputs = model(**inputs, use_cache=False)
+            if self.label_smoother is not None:
+                loss = self.label_smoother(outputs, inputs["labels"]).detach().mean()
+            else:
+                loss = outputs["loss"].detach().mean()
+        gen_kwargs = gen_kwargs or getattr(self, "_gen_kwargs", {})  # the parent's rule, as above
+        config = generation_config_for(
+            self.model, {key: value for key, value in gen_kwargs.items() if key != "synced_gpus"}
+        )
+        generated = self.ctranslate2.generate(inputs["input_ids"], inputs["attention_mask"], config)
+        # The parent fills transformers' defaults into the model's generation config before padding to its lengths.
+        self.model.generation_config.update(
+            **self.model.generation_config._get_default_generation_params(), defaults_only=True
+        )
+        generated = self.pad_as_generated(generated.to(inputs["input_ids"].device))
+        labels = self.pad_as_generated(inputs["labels"]) if "labels" in inputs else None
+        return loss, generated, labels
+
+    def pad_as_generated(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Pad label or token rows to the width `Seq2SeqTrainer.prediction_step` pads generated tokens to."""
+        gen_config = self.model.generation_config
+        if tensor.shape[-1] < gen_config.max_length:
+            return self._pad_tensors_to_max_len(tensor, gen_config.max_length)
+        if gen_config.max_new_tokens is not None and tensor.shape[-1] < gen_config.max_new_tokens + 1:
+            return self._pad_tensors_to_max_len(tensor, gen_config.max_new_tokens + 1)
+        return tensor
 
 
 def order_for_generation(

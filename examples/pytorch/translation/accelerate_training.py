@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from transformers import CONFIG_MAPPING, AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
 
+from ctranslate2_generation import generation_config_for
 from seq2seq_checks import (
     BOOKKEEPING_FILES,
     RESULT_FILES,
@@ -461,22 +462,28 @@ def generate_texts(
     desc: str,
     order: np.ndarray | None,
     share_cross_attention: bool = True,
+    ctranslate2=None,
 ):
     """Generate an output text (summary, translation) for every example of `dataloader`, on all processes; return
     (texts in input order, gen_len, (generated token counts, hit the length limit) per example). The gathered rows are cut to the dataset's length: `gather_for_metrics` drops
     the examples repeated to fill the last batch, and token-budget batches put their filler copies last, so each
     example counts once. `order` says how the dataset was reordered (`order_for_generation`); with
     `share_cross_attention`, beam search leaves the cross-attention keys/values in place
-    (`BeamSharedCrossAttentionCache`)."""
+    (`BeamSharedCrossAttentionCache`); with `ctranslate2` (a `CTranslate2Generator`), the tokens come from it."""
     model.eval()
     generator = accelerator.unwrap_model(model)
     rows = []
     for batch in tqdm(dataloader, desc=desc, disable=not accelerator.is_local_main_process):
-        kwargs = with_shared_cross_attention(generator, gen_kwargs) if share_cross_attention else gen_kwargs
-        with torch.no_grad():
-            generated = generator.generate(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
-            )
+        if ctranslate2 is not None:
+            config = generation_config_for(generator, gen_kwargs)
+            generated = ctranslate2.generate(batch["input_ids"], batch["attention_mask"], config)
+            generated = generated.to(batch["input_ids"].device)
+        else:
+            kwargs = with_shared_cross_attention(generator, gen_kwargs) if share_cross_attention else gen_kwargs
+            with torch.no_grad():
+                generated = generator.generate(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **kwargs
+                )
         # Processes stop generating at different lengths; pad to one width so the tensors can be gathered.
         generated = accelerator.pad_across_processes(generated, dim=1, pad_index=tokenizer.pad_token_id)
         rows.extend(accelerator.gather_for_metrics(generated).cpu().tolist())

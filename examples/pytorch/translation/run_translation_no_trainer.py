@@ -74,6 +74,12 @@ from bleu_scoring import (
     compute_translation_metrics,
     sentence_translation_scores,
 )
+from ctranslate2_generation import (
+    CTranslate2Generator,
+    add_backend_arguments,
+    check_backend_flags,
+    check_model_and_generation,
+)
 from seq2seq_checks import (
     BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
@@ -252,6 +258,7 @@ def add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
         ),
         **BOOL_FLAG,
     )
+    add_backend_arguments(prep)
     prep.add_argument(
         "--preprocessing_num_workers", type=int, help="Number of processes for tokenization (default: this one only)."
     )
@@ -284,6 +291,11 @@ def check_translation_args(args: argparse.Namespace) -> None:
     UsageError."""
     check_training_args(args, generates=bool(args.validation_file or args.dataset_name or args.do_predict))
     check_eval_max_tokens(args.eval_max_tokens_per_batch)
+    check_backend_flags(
+        args.generation_backend,
+        args.ctranslate2_compute_type,
+        bool(args.validation_file or args.dataset_name or args.do_predict),
+    )
     if args.source_lang is None or args.target_lang is None:
         raise UsageError("pass --source_lang and --target_lang (e.g. en and ro; en_XX and ro_RO for mBART)")
     check_different(
@@ -422,6 +434,8 @@ def main() -> None:
             f"the model config has no decoder_start_token_id; set it in {args.model_name_or_path}/config.json"
         )
     args.max_source_length = fit_position_embeddings(model, args.max_source_length, args.resize_position_embeddings)
+    if args.generation_backend == "ctranslate2":  # refuse settings it cannot reproduce before training
+        check_model_and_generation(model, {"max_length": args.val_max_target_length, "num_beams": args.num_beams})
     if config.model_type == "t5" and not args.source_prefix:
         source_name = T5_LANGUAGE_NAMES.get(source_key, source_key)
         target_name = T5_LANGUAGE_NAMES.get(target_key, target_key)
@@ -577,8 +591,22 @@ def main() -> None:
         gen_kwargs["num_beams"] = args.num_beams
 
     def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str], tuple[list[int], list[bool]]]:
+        ctranslate2 = None
+        if args.generation_backend == "ctranslate2":  # converted again only if training changed the weights
+            unwrapped = accelerator.unwrap_model(model)
+            ctranslate2 = CTranslate2Generator.for_model(
+                unwrapped, tokenizer, args.output_dir, args.ctranslate2_compute_type, accelerator
+            )
         predictions, gen_len, lengths = generate_texts(
-            accelerator, model, dataloader, tokenizer, gen_kwargs, split, order, args.eval_beams_share_cross_attention
+            accelerator,
+            model,
+            dataloader,
+            tokenizer,
+            gen_kwargs,
+            split,
+            order,
+            args.eval_beams_share_cross_attention,
+            ctranslate2,
         )
         metrics = {}
         if references is not None:
