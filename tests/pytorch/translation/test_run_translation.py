@@ -667,3 +667,36 @@ def test_json_objects_around_the_rows_are_read_as_rows(tiny_models, tmp_path):
     results = read_json(output_dir / "all_results.json")
     assert results["train_samples"] == results["eval_samples"] == results["predict_samples"] == 4
     assert len(read_lines(output_dir / "generated_predictions.txt")) == 4
+
+
+@pytest.mark.parametrize("script", [SCRIPT, "examples/pytorch/translation/run_translation_no_trainer.py"])
+def test_a_two_step_run_prints_at_most_60_lines(script, tiny_models, tmp_path):
+    """Train 2 steps on 4 examples, evaluate and predict 4: the effective settings in one Run: line, the results,
+    no argument dump (it is in run_arguments.json) and no library chatter."""
+    output_dir = tmp_path / "out"
+    data = FIXTURES / "translation" / "wmt16_en_ro" / "sample.json"
+    command = [
+        script, "--model_name_or_path", tiny_models / "marian", "--source_lang", "en", "--target_lang", "ro",
+        "--train_file", data, "--validation_file", data, "--test_file", data, "--do_predict",
+        "--max_train_samples", 4, "--max_eval_samples", 4, "--max_predict_samples", 4,
+        "--per_device_train_batch_size", 2, "--output_dir", output_dir,
+    ]  # fmt: skip
+    if script == SCRIPT:
+        command += ["--do_train", "--do_eval", "--predict_with_generate", "--max_steps", 2]
+    else:
+        command += ["--max_train_steps", 2]
+    # Bytes, not text: universal newlines would turn each progress-bar redraw (\r) into a line of its own.
+    result = subprocess.run(
+        [sys.executable, *map(str, command)],
+        cwd=REPO_ROOT,
+        env={**os.environ, **TEST_ENV, "HF_HOME": fresh_hf_home()},
+        capture_output=True,
+        check=True,
+    )
+    log = (result.stdout + result.stderr).decode()
+    lines = [line for line in log.split("\n") if line.strip()]  # as `wc -l` counts a log file
+    assert len(lines) <= 60, "\n".join(lines)
+    for noise in ("Offline mode: forcing", "Downloading and preparing", "Model config", "adam_beta1"):
+        assert noise not in log, noise
+    assert sum(" - Run: " in line for line in lines) == 1
+    assert "predict_bleu" in log and (output_dir / "run_arguments.json").is_file()
