@@ -52,6 +52,7 @@ FULL_COPIES: dict[str, str] = {
     # The libraries (legacy toolkit, s2s-ft): the modules they use unchanged, next to their scripts.
     "examples/legacy/seq2seq/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
     "examples/legacy/seq2seq/official_rouge.py": "examples/pytorch/summarization/official_rouge.py",
+    "examples/legacy/seq2seq/ctranslate2_generation.py": "examples/pytorch/summarization/ctranslate2_generation.py",
     "examples/pytorch/s2s-ft/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
     "examples/pytorch/s2s-ft/rouge_scoring.py": "examples/pytorch/summarization/rouge_scoring.py",
     "examples/pytorch/s2s-ft/official_rouge.py": "examples/pytorch/summarization/official_rouge.py",

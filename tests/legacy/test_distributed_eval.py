@@ -95,3 +95,20 @@ def test_num_return_sequences_writes_pseudolabels(marian, tmp_path):
     assert len(candidates) == 5 and all(len(c) == 2 and all(isinstance(t, str) for t in c) for c in candidates)
     assert any(first != second for first, second in candidates)  # two beams, not one answer twice
     assert len({c[0] for c in candidates}) > 1  # and per input, in input order (inputs give different outputs)
+
+
+def test_two_processes_with_ctranslate2_equal_run_eval(marian, tmp_path):
+    """--generation_backend ctranslate2 under torchrun: rank 0 converts into --save_dir/ctranslate2, both ranks
+    generate their share with it, and the gathered generations are run_eval.py's (transformers) ones."""
+    generation = ["--bs", "3", "--max_length=16"]
+    single = tmp_path / "run_eval.txt"
+    run_example(["examples/legacy/seq2seq/run_eval.py", marian, EN_RO / "test.source", single, *generation])
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "test.source").write_text((EN_RO / "test.source").read_text(encoding="utf-8"), encoding="utf-8")
+    save_dir = tmp_path / "dist"
+    args = [SCRIPT, "--model_name", marian, "--data_dir", data, "--save_dir", save_dir, "--task", "translation"]
+    run_example([*args, *generation, "--generation_backend", "ctranslate2"], launcher=TORCHRUN)
+    assert read_lines(save_dir / "test_generations.txt") == read_lines(single)
+    assert (save_dir / "ctranslate2" / "model.bin").is_file()
+    assert not list(save_dir.glob("ctranslate2.partial-*"))

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -102,6 +103,52 @@ def test_marian_translation_sorted_with_shared_beam_cache_equals_the_plain_path_
         }
     assert scores["num_beams"] == 2 and scores["length_penalty"] == 1.0 and scores["info"] == "tiny marian"
     assert scores["n_obs"] == 12
+
+
+def test_ctranslate2_backend_writes_the_transformers_predictions(tiny_models, tmp_path):
+    """--generation_backend ctranslate2: the same predictions, records and BLEU as generate() (mBART-50 with its
+    forced target code, greedy; a marian with early stopping, 3 beams), the converted model beside SAVE_PATH; a
+    model setting it cannot reproduce is refused before anything is written."""
+    marian = tmp_path / "marian"
+    shutil.copytree(tiny_models / "marian", marian)
+    config = read_json(marian / "generation_config.json")
+    (marian / "generation_config.json").write_text(json.dumps({**config, "num_beams": 3, "early_stopping": True}))
+    runs = {
+        "mbart50": [tiny_models / "mbart50", "--src_lang", "en_XX", "--tgt_lang", "ro_RO", "--max_length", "12"],
+        "marian": [marian, "--max_length", "16"],
+    }
+    for name, (model, *flags) in runs.items():
+        common = ["--task", "translation", "--bs", "4", "--n_obs", "12", *flags]
+        for backend in ("transformers", "ctranslate2"):
+            save = tmp_path / f"{name}-{backend}.txt"
+            args = [
+                SCRIPT,
+                model,
+                SOURCE,
+                save,
+                "--reference_path",
+                TARGET,
+                "--score_path",
+                tmp_path / f"{name}-{backend}.json",
+            ]
+            run_example([*args, *common, "--generation_backend", backend])
+        assert read_lines(tmp_path / f"{name}-ctranslate2.txt") == read_lines(tmp_path / f"{name}-transformers.txt")
+        assert read_jsonl(tmp_path / f"{name}-ctranslate2.jsonl") == read_jsonl(
+            tmp_path / f"{name}-transformers.jsonl"
+        )
+        scores = {
+            backend: read_json(tmp_path / f"{name}-{backend}.json") for backend in ("transformers", "ctranslate2")
+        }
+        assert scores["ctranslate2"]["bleu"] == scores["transformers"]["bleu"]
+        assert (tmp_path / f"{name}-ctranslate2.ctranslate2" / "model.bin").is_file()
+    refused = run_example(
+        [SCRIPT, tiny_models / "marian", SOURCE, tmp_path / "refused.txt", "--task", "translation", "--num_beams", "3",
+         "--generation_backend", "ctranslate2"],
+        expect_success=False,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "early_stopping=False with beam search" in refused.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "refused.txt").exists() and not (tmp_path / "refused.ctranslate2").exists()
 
 
 def test_official_rouge_backend_signature_and_per_example_records(tiny_models, tmp_path):

@@ -73,7 +73,9 @@ def mismatches(model_dir: Path, name: str, tmp_path: Path, settings: list[dict])
     """Compare the two backends on `source_texts()` in batches of 8 (padded) for every setting."""
     torch.manual_seed(0)
     tokenizer, model = load(model_dir, name)
-    generator = ctranslate2_generation.CTranslate2Generator.for_model(model, tokenizer, str(tmp_path), "float32")
+    generator = ctranslate2_generation.CTranslate2Generator.for_model(
+        model, tokenizer, str(tmp_path / "ct2"), "float32"
+    )
     texts, found = source_texts(), []
     for setting in settings:
         config = ctranslate2_generation.generation_config_for(model, setting)
@@ -135,16 +137,26 @@ def test_trained_tiny_models_generate_the_same_tokens(name, tiny_models, tmp_pat
 
 def test_the_conversion_is_reused_while_the_weights_are_unchanged(tiny_models, tmp_path):
     tokenizer, model = load(tiny_models / "bart", "bart")
-    folder = ctranslate2_generation.convert(model, tokenizer, str(tmp_path))
+    folder = str(tmp_path / "ctranslate2")
+    assert ctranslate2_generation.convert(model, tokenizer, folder) == folder
     model_file = Path(folder) / "model.bin"
     written = model_file.stat().st_mtime_ns
-    assert ctranslate2_generation.convert(model, tokenizer, str(tmp_path)) == folder
+    config_before = model.config.to_json_string()
+    ctranslate2_generation.convert(model, tokenizer, folder)
     assert model_file.stat().st_mtime_ns == written  # reused, not written again
+    assert model.config.to_json_string() == config_before  # the converter's flags were taken out again
     with torch.no_grad():
         model.lm_head.weight[0, 0] += 1.0  # training changed the weights: converted again
-    ctranslate2_generation.convert(model, tokenizer, str(tmp_path))
+    ctranslate2_generation.convert(model, tokenizer, folder)
     assert model_file.stat().st_mtime_ns != written
     assert sorted(path.name for path in tmp_path.iterdir()) == ["ctranslate2"]  # no partial folder left
+    # A folder of that name that it did not write is refused, and left as it was.
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    with pytest.raises(ctranslate2_generation.UsageError, match="holds no model converted"):
+        ctranslate2_generation.convert(model, tokenizer, str(users))
+    assert [path.name for path in users.iterdir()] == ["notes.txt"]
 
 
 def model_with_generation(source: Path, folder: Path, **settings) -> Path:

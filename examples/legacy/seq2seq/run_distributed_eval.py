@@ -21,12 +21,20 @@ import json
 import logging
 import os
 import time
+import types
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from ctranslate2_generation import (
+    CTranslate2Generator,
+    add_backend_arguments,
+    check_backend_flags,
+    check_model_and_generation,
+    generation_config_for,
+)
 from seq2seq_checks import check_flag_values, check_text_file, one_line_errors
 from utils import (
     DistributedSortishSampler,
@@ -98,6 +106,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
         help="beam search: keep generate()'s own cache, which copies the cross-attention keys/values at every step "
         "(for comparisons; by default the beams of an input share them, same predictions)",
     )
+    add_backend_arguments(parser)
     parser.add_argument(
         "--debug",
         action="store_true",
@@ -136,6 +145,7 @@ def validate_args(args: argparse.Namespace) -> None:
     for name in ("bs", "num_return_sequences", "sync_timeout"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name} {getattr(args, name)} must be >= 1")
+    check_backend_flags(args.generation_backend, args.ctranslate2_compute_type)
     check_text_file("--data_dir", str(source))
     target = source.with_suffix(".target")
     if target.is_file():
@@ -169,9 +179,12 @@ def setup_distributed(sync_timeout: int) -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def generate_share(model, tokenizer, lines, indices, args, generate_kwargs, device, rank) -> dict[int, str | list]:
+def generate_share(
+    model, tokenizer, lines, indices, args, generate_kwargs, device, rank, ctranslate2=None
+) -> dict[int, str | list]:
     """Predictions for this rank's `indices` (already ordered longest first), by input index: a string,
-    or a list of `num_return_sequences` strings. Tokenization and decoding are run_eval.py's."""
+    or a list of `num_return_sequences` strings. Tokenization and decoding are run_eval.py's; with `ctranslate2`
+    (a `CTranslate2Generator`) the tokens come from it."""
     results: dict[int, str | list] = {}
     n_return = args.num_return_sequences
     batches = list(chunks(indices, args.bs))
@@ -183,13 +196,17 @@ def generate_share(model, tokenizer, lines, indices, args, generate_kwargs, devi
             max_length=args.max_source_length,
             padding="longest",
         ).to(device)
-        with torch.no_grad():
-            kwargs = (
-                generate_kwargs
-                if args.no_share_cross_attention
-                else with_shared_cross_attention(model, generate_kwargs)
-            )
-            output = model.generate(**batch, num_return_sequences=n_return, **kwargs)
+        if ctranslate2 is not None:
+            config = generation_config_for(model, {**generate_kwargs, "num_return_sequences": n_return})
+            output = ctranslate2.generate(batch["input_ids"], batch["attention_mask"], config)
+        else:
+            with torch.no_grad():
+                kwargs = (
+                    generate_kwargs
+                    if args.no_share_cross_attention
+                    else with_shared_cross_attention(model, generate_kwargs)
+                )
+                output = model.generate(**batch, num_return_sequences=n_return, **kwargs)
         texts = tokenizer.batch_decode(output, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         texts = [" ".join(text.split("\n")).strip() for text in texts]  # one prediction per line
         for i, candidates in zip(batch_ids, chunks(texts, n_return), strict=True):
@@ -279,10 +296,20 @@ def main(argv: list[str]) -> dict | None:
         num_beams = generate_kwargs.get("num_beams", model.generation_config.num_beams or 1)
         generate_kwargs["num_beams"] = max(num_beams, args.num_return_sequences)
     logger.info(f"{n} inputs, {len(indices)} on rank 0, bs {args.bs}, generate kwargs {generate_kwargs}")
+    ctranslate2 = None
+    if args.generation_backend == "ctranslate2":  # converted by rank 0 into --save_dir/ctranslate2, loaded by all
+        check_model_and_generation(model, {**generate_kwargs, "num_return_sequences": args.num_return_sequences})
+        processes = None
+        if world_size > 1:
+            processes = types.SimpleNamespace(is_main_process=rank == 0, wait_for_everyone=dist.barrier)
+        folder = str(Path(args.save_dir) / "ctranslate2")
+        ctranslate2 = CTranslate2Generator.for_model(
+            model, tokenizer, folder, args.ctranslate2_compute_type, processes
+        )
 
     # generate this share, then gather every share
     start = time.time()
-    share = generate_share(model, tokenizer, lines, indices, args, generate_kwargs, device, rank)
+    share = generate_share(model, tokenizer, lines, indices, args, generate_kwargs, device, rank, ctranslate2)
     if args.debug:
         Path(args.save_dir).mkdir(parents=True, exist_ok=True)
         records = [{"pred": share[i], "id": i} for i in indices]

@@ -27,6 +27,13 @@ from pathlib import Path
 
 import torch
 
+from ctranslate2_generation import (
+    CTranslate2Generator,
+    add_backend_arguments,
+    check_backend_flags,
+    check_model_and_generation,
+    generation_config_for,
+)
 from seq2seq_checks import atomic_write, check_flag_values, check_output_file, check_text_file, one_line_errors
 from utils import (
     ROUGE_BACKENDS,
@@ -120,6 +127,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
         action="store_true",
         help="add the generate kwargs to the scores",
     )
+    add_backend_arguments(parser)
     parser.add_argument(
         "--info",
         nargs="?",
@@ -167,6 +175,7 @@ def validate_args(args: argparse.Namespace) -> None:
     if args.bs < 1:
         raise UsageError(f"--bs {args.bs} must be >= 1")
     check_rouge_backend(args.rouge_backend)
+    check_backend_flags(args.generation_backend, args.ctranslate2_compute_type)
     inputs = {"INPUT_PATH": args.input_path, "--reference_path": args.reference_path}
     # The usual slip: `run_eval.py MODEL test.source test.target` (SAVE_PATH is the references).
     check_output_file("SAVE_PATH", args.save_path, inputs, overwrite=args.overwrite, overwrite_flag="--overwrite")
@@ -233,10 +242,18 @@ def generation_limit(model, generate_kwargs: dict) -> int:
     return generate_kwargs.get("max_length") or model.generation_config.max_length
 
 
-def generate_missing(model, tokenizer, lines, order, done, partial_path, args, generate_kwargs) -> tuple[int, int]:
+def converted_model_path(save_path: str) -> str:
+    """Where --generation_backend ctranslate2 keeps the converted model: beside SAVE_PATH, named after it."""
+    return os.path.splitext(save_path)[0] + ".ctranslate2"
+
+
+def generate_missing(
+    model, tokenizer, lines, order, done, partial_path, args, generate_kwargs, ctranslate2=None
+) -> tuple[int, int]:
     """Generate the inputs of `order` not in `done`, batch by batch, appending each batch to the partial
     file (one write + flush, so a kill loses at most the batch in flight). Each record holds the text, its
-    generated token count and whether generation stopped at the length limit. Returns (samples, generated tokens)."""
+    generated token count and whether generation stopped at the length limit. With `ctranslate2` (a
+    `CTranslate2Generator`) the tokens come from it. Returns (samples, generated tokens)."""
     todo = [i for i in order if i not in done]
     n_tokens, limit = 0, generation_limit(model, generate_kwargs)
     with open(partial_path, "a", encoding="utf-8") as partial:
@@ -244,13 +261,17 @@ def generate_missing(model, tokenizer, lines, order, done, partial_path, args, g
             batch = tokenizer(
                 [args.prefix + lines[i] for i in batch_ids], return_tensors="pt", truncation=True, padding="longest"
             ).to(args.device)
-            with torch.no_grad():
-                kwargs = (
-                    generate_kwargs
-                    if args.no_share_cross_attention
-                    else with_shared_cross_attention(model, generate_kwargs)
-                )
-                output = model.generate(**batch, **kwargs)
+            if ctranslate2 is not None:
+                config = generation_config_for(model, generate_kwargs)
+                output = ctranslate2.generate(batch["input_ids"], batch["attention_mask"], config)
+            else:
+                with torch.no_grad():
+                    kwargs = (
+                        generate_kwargs
+                        if args.no_share_cross_attention
+                        else with_shared_cross_attention(model, generate_kwargs)
+                    )
+                    output = model.generate(**batch, **kwargs)
             counts, at_limit = generation_lengths(
                 output.cpu().numpy(), len(batch_ids), tokenizer.pad_token_id, tokenizer.eos_token_id, limit
             )
@@ -300,6 +321,12 @@ def main(argv: list[str]) -> dict:
     use_task_specific_params(model, args.task)
     if args.prefix is None:
         args.prefix = getattr(model.config, "prefix", None) or ""
+    ctranslate2 = None
+    if args.generation_backend == "ctranslate2":
+        check_model_and_generation(model, generate_kwargs)
+        ctranslate2 = CTranslate2Generator.for_model(
+            model, tokenizer, converted_model_path(args.save_path), args.ctranslate2_compute_type
+        )
     logger.info(
         f"{len(lines)} inputs, device {args.device}, dtype {model.dtype}, bs {args.bs}, generate kwargs {generate_kwargs}"
     )
@@ -320,11 +347,15 @@ def main(argv: list[str]) -> dict:
             "records": "text+generated_tokens+hit_length_limit",  # partial files of older versions lack the lengths
         }.items()
     }
+    if args.generation_backend == "ctranslate2" and args.ctranslate2_compute_type != "float32":
+        run_key["quantized"] = args.ctranslate2_compute_type  # other predictions; float32 gives transformers' own
     done = load_partial(partial_path, run_key)
     note_on_interrupt(lambda: f"{len(done)} of {len(lines)} predictions saved in {partial_path}")
     order = list(range(len(lines))) if args.no_sort else sorted(range(len(lines)), key=lambda i: -len(lines[i]))
     start = time.time()
-    n_generated, n_tokens = generate_missing(model, tokenizer, lines, order, done, partial_path, args, generate_kwargs)
+    n_generated, n_tokens = generate_missing(
+        model, tokenizer, lines, order, done, partial_path, args, generate_kwargs, ctranslate2
+    )
     runtime = time.time() - start
     logger.info(f"generated {n_generated} predictions, {len(done) - n_generated} resumed from {partial_path}")
     cut = sum(record["hit_length_limit"] for record in done.values())

@@ -67,6 +67,7 @@ from accelerate_training import (
     setup_accelerate_logging,
 )
 from ctranslate2_generation import (
+    CONVERTED_FOLDER,
     CTranslate2Generator,
     add_backend_arguments,
     check_backend_flags,
@@ -500,8 +501,9 @@ def main() -> None:
         ctranslate2 = None
         if args.generation_backend == "ctranslate2":  # converted again only if training changed the weights
             unwrapped = accelerator.unwrap_model(model)
+            folder = os.path.join(args.output_dir, CONVERTED_FOLDER)
             ctranslate2 = CTranslate2Generator.for_model(
-                unwrapped, tokenizer, args.output_dir, args.ctranslate2_compute_type, accelerator
+                unwrapped, tokenizer, folder, args.ctranslate2_compute_type, accelerator
             )
         predictions, gen_len, lengths = generate_texts(
             accelerator,

@@ -8,7 +8,7 @@ exact counterpart is refused in one line before anything runs. Losses still come
 - `check_backend_flags`: the flags, before anything loads (CTranslate2 installed, a known compute type).
 - `check_model_and_generation`: after the model loads, before training: a model type CTranslate2 converts, and
   generation settings it can reproduce.
-- `CTranslate2Generator.for_model`: convert (or reuse) and load; `generate()` returns token ids laid out as
+- `CTranslate2Generator.for_model`: convert (or reuse) into a folder (the scripts: --output_dir/ctranslate2) and load; `generate()` returns token ids laid out as
   `model.generate()` returns them (decoder start token, tokens, end token, padding).
 How each setting maps, and the one rule that is refused (beam search with early_stopping=False), is in the folder
 README ("Faster generation with CTranslate2").
@@ -238,9 +238,9 @@ def _converter_class():
     return InMemoryConverter
 
 
-def convert(model, tokenizer, output_dir: str) -> str:
-    """Convert `model` into `output_dir`/ctranslate2 (float32), or reuse the folder if it holds these weights."""
-    target = os.path.join(output_dir, CONVERTED_FOLDER)
+def convert(model, tokenizer, target: str) -> str:
+    """Convert `model` into the folder `target` (float32), or reuse the folder if it holds these weights. A folder
+    there that this module did not write is refused, never replaced."""
     fingerprint = weights_fingerprint(model)
     recorded = os.path.join(target, FINGERPRINT_FILE)
     if os.path.isfile(recorded):
@@ -248,6 +248,11 @@ def convert(model, tokenizer, output_dir: str) -> str:
             if json.load(file).get("weights") == fingerprint:
                 logger.info(f"CTranslate2: reusing the converted model in {target} (same weights)")
                 return target
+    elif os.path.exists(target):
+        raise UsageError(
+            f"{target} exists but holds no model converted by --generation_backend ctranslate2; move it away (the "
+            "converted model is written there)"
+        )
     partial = f"{target}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     os.makedirs(partial)
@@ -256,7 +261,7 @@ def convert(model, tokenizer, output_dir: str) -> str:
     _converter_class()(model, tokenizer, partial).convert(converted, quantization="float32")
     with open(os.path.join(converted, FINGERPRINT_FILE), "w", encoding="utf-8") as file:
         json.dump({"weights": fingerprint}, file)
-    shutil.rmtree(target, ignore_errors=True)  # our own cache of older weights
+    shutil.rmtree(target, ignore_errors=True)  # our own conversion of older weights
     os.replace(converted, target)
     shutil.rmtree(partial, ignore_errors=True)
     logger.info(f"CTranslate2: converted the model into {target}")
@@ -290,13 +295,14 @@ class CTranslate2Generator:
         )
 
     @classmethod
-    def for_model(cls, model, tokenizer, output_dir: str, compute_type: str, accelerator=None):
-        """Convert `model` on the main process (the others wait), then load it on every process."""
-        folder = os.path.join(output_dir, CONVERTED_FOLDER)
-        if accelerator is None or accelerator.is_main_process:
-            folder = convert(model, tokenizer, output_dir)
-        if accelerator is not None:
-            accelerator.wait_for_everyone()
+    def for_model(cls, model, tokenizer, folder: str, compute_type: str, processes=None):
+        """Convert `model` into `folder` on the main process (the others wait), then load it on every process.
+        `processes`: None for one process, else anything with `is_main_process` and `wait_for_everyone()` (an
+        Accelerator)."""
+        if processes is None or processes.is_main_process:
+            convert(model, tokenizer, folder)
+        if processes is not None:
+            processes.wait_for_everyone()
         return cls(folder, model, compute_type)
 
     def options(self, config) -> tuple[dict, list[int], int]:

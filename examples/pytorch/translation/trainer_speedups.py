@@ -9,6 +9,7 @@ All of it leaves predictions unchanged (tests/pytorch/test_eval_speed_paths.py a
 """
 
 import logging
+import os
 
 import datasets
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from transformers import DynamicCache, EncoderDecoderCache, Seq2SeqTrainer
 from transformers.modeling_outputs import BaseModelOutput
 
-from ctranslate2_generation import CTranslate2Generator, generation_config_for
+from ctranslate2_generation import CONVERTED_FOLDER, CTranslate2Generator, generation_config_for
 from seq2seq_checks import UsageError
 
 logger = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ class Seq2SeqTrainerWithSpeedups(Seq2SeqTrainer):
             self.ctranslate2 = CTranslate2Generator.for_model(
                 self.accelerator.unwrap_model(self.model),
                 self.processing_class,
-                self.args.output_dir,
+                os.path.join(self.args.output_dir, CONVERTED_FOLDER),
                 self.args.ctranslate2_compute_type,
                 self.accelerator,
             )
