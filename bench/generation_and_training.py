@@ -8,8 +8,9 @@ Each row runs run_summarization.py or run_translation.py as a subprocess (the re
 speed options off (baseline) and on (ours, then ours with a token budget), alternating which of the first two goes
 first so that load drifts hit both alike. The model is one t5-small-sized T5 (d_model 512, d_ff 2048, 6+6 layers,
 8 heads; random init, seed 0) with the tiny T5 tokenizer of `.cache/tiny-models/t5` (`make tiny-models`), saved once to
-`.cache/bench-t5-small`. Its generation config forces exactly --new_tokens new tokens (min = max), so both sides
-generate the same number of tokens. Data: the first examples of CNN/DM (see2017 test; sources truncated to
+`.cache/bench-t5-small`. Its generation config allows --new_tokens new tokens, which the random model nearly always
+uses up (it almost never generates its end token), and stops beam search once 4 hypotheses have ended
+(early_stopping, as CTranslate2 does). Data: the first examples of CNN/DM (see2017 test; sources truncated to
 512 tokens), SciTLDR-A dev (variable length) and WMT16 en-ro newsdev2016, read from ../shared/data.
 
 1. predict-with-generate, greedy and 4 beams. Baseline: the stock Seq2SeqTrainer path (`--eval_sort_by_length
@@ -19,7 +20,10 @@ generate the same number of tokens. Data: the first examples of CNN/DM (see2017 
    budget: also `--eval_max_tokens_per_batch auto` (the tokens of a fixed-size batch of the data's longest
    inputs), so shorter inputs share larger batches. The en-ro rows use --short_factor times more examples. Throughput is the scripts' own
    `predict_samples_per_second` (generation, gathering and decoding; not the start-up); the
-   `generated_predictions.txt` files are compared byte for byte.
+   `generated_predictions.txt` files are compared byte for byte. Then two more sides (leave them out with
+   --no_ctranslate2): ours with `--generation_backend ctranslate2` in float32 (its predictions compared line by line
+   with ours) and in int8 (with its ROUGE-1/BLEU next to ours), and the whole command's wall time, which counts
+   the conversion.
 2. training, one epoch over the same examples (so every side sees the same useful tokens). Baseline: random
    batches (the Trainer default). Ours: `--train_sampling_strategy group_by_length` (same batch size and
    steps). Ours, token budget: `--train_max_tokens_per_batch train_batch_size x mean length` (about the same
@@ -51,13 +55,14 @@ TRANSLATION = REPO_ROOT / "examples" / "pytorch" / "translation" / "run_translat
 ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline"}
 D_MODEL, D_FF, LAYERS = 512, 2048, 6
 SIDES = ("baseline", "ours", "ours_budget")
+CTRANSLATE2_SIDES = ("ctranslate2", "ctranslate2_int8")
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokenizer", default=str(REPO_ROOT / ".cache" / "tiny-models" / "t5"))
     parser.add_argument("--model_dir", default=str(REPO_ROOT / ".cache" / "bench-t5-small"))
-    parser.add_argument("--new_tokens", type=int, default=32, help="generated tokens per example (min = max)")
+    parser.add_argument("--new_tokens", type=int, default=32, help="most tokens generated per example")
     parser.add_argument("--n_greedy", type=int, default=40, help="examples per greedy generation row")
     parser.add_argument("--n_beams", type=int, default=12, help="examples per 4-beam generation row")
     parser.add_argument("--n_train", type=int, default=32, help="training examples (one epoch) per row")
@@ -69,6 +74,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max_source_length", type=int, default=512)
     parser.add_argument("--max_target_length", type=int, default=64)
     parser.add_argument("--only", help="comma-separated row names to run (default: all)")
+    parser.add_argument(
+        "--no_ctranslate2",
+        dest="ctranslate2",
+        action="store_false",
+        help="leave out the --generation_backend ctranslate2 sides (float32 and int8) of the generation rows",
+    )
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -94,10 +105,13 @@ def build_model(args) -> None:
 
 
 def set_new_tokens(args) -> None:
-    """Force exactly --new_tokens new tokens per sequence (both sides do the same generation work)."""
+    """Up to --new_tokens new tokens per sequence; the random model almost never generates its end token, so
+    every side does about that much work (the predictions files say exactly). Beam search stops as soon as
+    `num_beams` hypotheses have ended (early_stopping: what CTranslate2 reproduces; transformers' default false
+    searches on and is refused by --generation_backend ctranslate2)."""
     config = GenerationConfig(
-        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1,
-        min_new_tokens=args.new_tokens, max_new_tokens=args.new_tokens,
+        decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, max_new_tokens=args.new_tokens,
+        num_beams=4, early_stopping=True,
     )  # fmt: skip
     config.save_pretrained(args.model_dir)
 
@@ -225,21 +239,39 @@ def bench_generation(name, data, beams, n, files, work, args, tokenizer, first: 
     stock += ["--eval_beams_share_cross_attention", "False"]
     # 'auto': the tokens of a fixed-size batch of the data's longest inputs, so no batch holds more.
     budget = ["--eval_max_tokens_per_batch", "auto"]
-    sides = {"baseline": stock, "ours": [], "ours_budget": budget}
+    ctranslate2 = ["--generation_backend", "ctranslate2"]
+    sides = {
+        "baseline": stock,
+        "ours": [],
+        "ours_budget": budget,
+        "ctranslate2": ctranslate2,
+        "ctranslate2_int8": [*ctranslate2, "--ctranslate2_compute_type", "int8"],
+    }
     for flags in sides.values():
         flags += ["--per_device_eval_batch_size", args.eval_batch_size]
     order = ["baseline", "ours"] if first == "baseline" else ["ours", "baseline"]
-    order += ["ours_budget"]
+    order += ["ours_budget", *(CTRANSLATE2_SIDES if args.ctranslate2 else ())]
     results = {}
+    metric = "predict_bleu" if data == "en-ro" else "predict_rouge1"
     for side in order:
+        start = time.perf_counter()
         metrics, rss = run_script([*common, *sides[side]], work / f"{name}-{side}")
-        results[side] = {"samples_per_s": metrics["predict_samples_per_second"], "rss_mib": rss}
+        results[side] = {
+            "samples_per_s": metrics["predict_samples_per_second"],
+            "rss_mib": rss,
+            "wall_s": time.perf_counter() - start,  # the whole command: start-up, conversion, generation
+            "metric": metrics[metric],
+        }
     expected = (work / f"{name}-baseline" / "generated_predictions.txt").read_bytes()
-    same = all((work / f"{name}-{side}" / "generated_predictions.txt").read_bytes() == expected for side in order)
+    same = all((work / f"{name}-{side}" / "generated_predictions.txt").read_bytes() == expected for side in SIDES)
+    ours = (work / f"{name}-ours" / "generated_predictions.txt").read_text(encoding="utf-8").splitlines()
+    for side in CTRANSLATE2_SIDES if args.ctranslate2 else ():
+        theirs = (work / f"{name}-{side}" / "generated_predictions.txt").read_text(encoding="utf-8").splitlines()
+        results[side]["identical"] = sum(a == b for a, b in zip(ours, theirs, strict=True))
     sources, _ = texts(data, read_rows(files[data], n))
     lengths = [len(ids) for ids in tokenizer(sources, max_length=args.max_source_length, truncation=True)["input_ids"]]
     flops_per_sample = generation_flops(lengths, args.new_tokens, beams, len(tokenizer)) / n
-    return {"name": name, "identical": same, "flops_per_sample": flops_per_sample, **results}
+    return {"name": name, "samples": n, "identical": same, "flops_per_sample": flops_per_sample, **results}
 
 
 def bench_training(name, data, max_source_length, files, work, args, tokenizer, first: str) -> dict:
@@ -333,6 +365,27 @@ def main() -> None:
             f"{speeds[2]:.3f} samples/s | {speeds[2] / speeds[0]:.2f}x | {'yes' if row['identical'] else 'NO'} | "
             f"{rss} | {fractions} |"
         )
+    if args.ctranslate2 and generation:
+        print(
+            "\n--generation_backend ctranslate2 against ours (the transformers default above): samples/s, predictions "
+            "equal to ours, peak RSS, fraction of peak; the whole command's wall time (start-up and conversion "
+            "included); int8 with its metric (ROUGE-1 or BLEU) next to ours"
+        )
+        print("\n| row | ours | ctranslate2 float32 | ratio | identical | peak RSS MiB (ours / ct2) | fraction of peak (ours / ct2) | wall s (ours / ct2) | int8 | ratio | identical | metric (ours / int8) |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for row in generation:
+            ours, fp32, int8 = row["ours"], row["ctranslate2"], row["ctranslate2_int8"]
+            n = row["samples"]
+            fractions = " / ".join(
+                f"{row['flops_per_sample'] * side['samples_per_s'] / 1e9 / peak:.1%}" for side in (ours, fp32)
+            )
+            print(
+                f"| {row['name']} | {ours['samples_per_s']:.3f} | {fp32['samples_per_s']:.3f} | "
+                f"{fp32['samples_per_s'] / ours['samples_per_s']:.2f}x | {fp32['identical']} of {n} | "
+                f"{ours['rss_mib']:.0f} / {fp32['rss_mib']:.0f} | {fractions} | {ours['wall_s']:.1f} / {fp32['wall_s']:.1f} | "
+                f"{int8['samples_per_s']:.3f} | {int8['samples_per_s'] / ours['samples_per_s']:.2f}x | "
+                f"{int8['identical']} of {n} | {ours['metric']:.4f} / {int8['metric']:.4f} |"
+            )
     for row in training:
         speeds = [row[side]["tokens_per_s"] for side in SIDES]
         fractions = " / ".join(f"{row['flops_per_token'] * speed / 1e9 / peak:.1%}" for speed in speeds)
@@ -351,6 +404,8 @@ def main() -> None:
     shutil.rmtree(work)
     if not all(row["identical"] for row in generation):
         sys.exit("predictions differ between baseline and ours (see the table)")
+    if args.ctranslate2 and not all(row["ctranslate2"]["identical"] == row["samples"] for row in generation):
+        sys.exit("--generation_backend ctranslate2 (float32) predictions differ from ours (see the table)")
 
 
 if __name__ == "__main__":
