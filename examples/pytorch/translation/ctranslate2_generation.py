@@ -8,10 +8,10 @@ exact counterpart is refused in one line before anything runs. Losses still come
 - `check_backend_flags`: the flags, before anything loads (CTranslate2 installed, a known compute type).
 - `check_model_and_generation`: after the model loads, before training: a model type CTranslate2 converts, and
   generation settings it can reproduce.
-- `CTranslate2Generator.for_model`: convert (or reuse) into a folder (the scripts: --output_dir/ctranslate2) and load; `generate()` returns token ids laid out as
-  `model.generate()` returns them (decoder start token, tokens, end token, padding).
-How each setting maps, and the one rule that is refused (beam search with early_stopping=False), is in the folder
-README ("Faster generation with CTranslate2").
+- `CTranslate2Generator.for_model`: convert (or reuse) into a folder (the scripts: --output_dir/ctranslate2) and
+  load; `generate()` returns token ids laid out as `model.generate()` returns them (decoder start token, tokens,
+  end token, padding).
+How each setting maps and what is refused, and why, is in the summarization README ("A faster generation engine").
 """
 
 import copy
@@ -290,8 +290,16 @@ class CTranslate2Generator:
             raise UsageError(f"the converted vocabulary in {folder} repeats tokens: CTranslate2 cannot map it back")
         with open(os.path.join(folder, "config.json"), encoding="utf-8") as file:
             self.converted_start_token = json.load(file).get("decoder_start_token")
+        # On the model's device: a GPU process generates on its own GPU, a CPU one on the process's torch threads.
+        device = next(model.parameters()).device
+        on_gpu = device.type == "cuda" and ctranslate2.get_cuda_device_count() > 0
         self.translator = ctranslate2.Translator(
-            folder, device="cpu", compute_type=compute_type, inter_threads=1, intra_threads=torch.get_num_threads()
+            folder,
+            device="cuda" if on_gpu else "cpu",
+            device_index=(device.index or 0) if on_gpu else 0,
+            compute_type=compute_type,
+            inter_threads=1,
+            intra_threads=torch.get_num_threads(),
         )
 
     @classmethod
@@ -305,9 +313,9 @@ class CTranslate2Generator:
             processes.wait_for_everyone()
         return cls(folder, model, compute_type)
 
-    def options(self, config) -> tuple[dict, list[int], int]:
-        """CTranslate2's options for a generation config, the forced tokens after the decoder start, and the
-        number of tokens generated after them at most."""
+    def options(self, config) -> tuple[dict, list[int]]:
+        """CTranslate2's options for a generation config, and the decoder start token with the forced tokens after
+        it."""
         start = config.decoder_start_token_id
         if start is None:
             start = self.model.config.decoder_start_token_id
@@ -341,11 +349,11 @@ class CTranslate2Generator:
             # the length limit, which a patience of the whole length budget gives.
             "patience": float(max(budget, 1)) if config.early_stopping == "never" else 1.0,
         }
-        return options, [start, *forced], budget
+        return options, [start, *forced]
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, config) -> torch.Tensor:
         """Token ids as `model.generate(input_ids, attention_mask, generation_config=config)` returns them."""
-        options, prefix_ids, _ = self.options(config)
+        options, prefix_ids = self.options(config)
         source = [
             [self.vocabulary[token] for token, keep in zip(row, mask, strict=True) if keep]
             for row, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True)
