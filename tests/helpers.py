@@ -66,6 +66,21 @@ def run_example(
     return result
 
 
+def run_log_lines(args: list) -> tuple[str, list[str]]:
+    """Run `python <args...>` as run_example does and return its stdout + stderr and their non-blank lines, counted
+    as `wc -l` counts a log file: read as bytes, since universal newlines would make each progress-bar redraw
+    (a carriage return) a line of its own."""
+    result = subprocess.run(
+        [sys.executable, *map(str, args)],
+        cwd=REPO_ROOT,
+        env={**os.environ, **TEST_ENV, "HF_HOME": fresh_hf_home()},
+        capture_output=True,
+        check=True,
+    )
+    log = (result.stdout + result.stderr).decode()
+    return log, [line for line in log.split("\n") if line.strip()]
+
+
 def assert_usage_error(result: subprocess.CompletedProcess, expected_text: str, output_dir=None) -> str:
     """A bad-input run: exit code 2, no traceback, the last stderr line carries `error: ` and `expected_text`,
     and `output_dir` (when given) was not written to. Returns that last line."""

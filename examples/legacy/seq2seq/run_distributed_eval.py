@@ -33,7 +33,6 @@ from ctranslate2_generation import (
     add_backend_arguments,
     check_backend_flags,
     check_model_and_generation,
-    generation_config_for,
 )
 from seq2seq_checks import check_flag_values, check_text_file, one_line_errors
 from utils import (
@@ -43,6 +42,7 @@ from utils import (
     calculate_rouge,
     check_seq2seq_model,
     chunks,
+    generate_ids,
     generate_kwargs_from,
     line_offsets,
     load_seq2seq_model,
@@ -51,7 +51,6 @@ from utils import (
     run_cli,
     save_json,
     use_task_specific_params,
-    with_shared_cross_attention,
     write_txt_file,
 )
 
@@ -196,17 +195,8 @@ def generate_share(
             max_length=args.max_source_length,
             padding="longest",
         ).to(device)
-        if ctranslate2 is not None:
-            config = generation_config_for(model, {**generate_kwargs, "num_return_sequences": n_return})
-            output = ctranslate2.generate(batch["input_ids"], batch["attention_mask"], config)
-        else:
-            with torch.no_grad():
-                kwargs = (
-                    generate_kwargs
-                    if args.no_share_cross_attention
-                    else with_shared_cross_attention(model, generate_kwargs)
-                )
-                output = model.generate(**batch, num_return_sequences=n_return, **kwargs)
+        kwargs = {**generate_kwargs, "num_return_sequences": n_return}
+        output = generate_ids(model, batch, kwargs, not args.no_share_cross_attention, ctranslate2)
         texts = tokenizer.batch_decode(output, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         texts = [" ".join(text.split("\n")).strip() for text in texts]  # one prediction per line
         for i, candidates in zip(batch_ids, chunks(texts, n_return), strict=True):

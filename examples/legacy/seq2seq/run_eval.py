@@ -32,7 +32,6 @@ from ctranslate2_generation import (
     add_backend_arguments,
     check_backend_flags,
     check_model_and_generation,
-    generation_config_for,
 )
 from seq2seq_checks import atomic_write, check_flag_values, check_output_file, check_text_file, one_line_errors
 from utils import (
@@ -42,6 +41,7 @@ from utils import (
     check_rouge_backend,
     check_seq2seq_model,
     chunks,
+    generate_ids,
     generate_kwargs_from,
     generation_lengths,
     line_offsets,
@@ -54,7 +54,6 @@ from utils import (
     score_rouge,
     sentence_bleu_chrf,
     use_task_specific_params,
-    with_shared_cross_attention,
     write_prediction_records,
 )
 
@@ -261,17 +260,7 @@ def generate_missing(
             batch = tokenizer(
                 [args.prefix + lines[i] for i in batch_ids], return_tensors="pt", truncation=True, padding="longest"
             ).to(args.device)
-            if ctranslate2 is not None:
-                config = generation_config_for(model, generate_kwargs)
-                output = ctranslate2.generate(batch["input_ids"], batch["attention_mask"], config)
-            else:
-                with torch.no_grad():
-                    kwargs = (
-                        generate_kwargs
-                        if args.no_share_cross_attention
-                        else with_shared_cross_attention(model, generate_kwargs)
-                    )
-                    output = model.generate(**batch, **kwargs)
+            output = generate_ids(model, batch, generate_kwargs, not args.no_share_cross_attention, ctranslate2)
             counts, at_limit = generation_lengths(
                 output.cpu().numpy(), len(batch_ids), tokenizer.pad_token_id, tokenizer.eos_token_id, limit
             )

@@ -23,6 +23,7 @@ from transformers import DynamicCache, EncoderDecoderCache
 
 # ROUGE-1.5.5 in pure Python: the whole-file copy of the summarization folder's official_rouge.py.
 import official_rouge
+from ctranslate2_generation import generation_config_for
 
 # The toolkit's one error class and its file safety: the whole-file copy of the task folders' seq2seq_checks.py.
 from seq2seq_checks import (
@@ -724,6 +725,18 @@ def with_shared_cross_attention(model, generate_kwargs: dict) -> dict:
     decoder_config = model.config.get_text_config(decoder=True)
     cache = BeamSharedCrossAttentionCache(DynamicCache(config=decoder_config), DynamicCache(config=decoder_config))
     return {**generate_kwargs, "past_key_values": cache}
+
+
+def generate_ids(model, batch, generate_kwargs: dict, share_cross_attention: bool, ctranslate2=None) -> torch.Tensor:
+    """`model.generate(**batch, **generate_kwargs)` as run_eval.py and run_distributed_eval.py run it: with the
+    beams' shared cross-attention cache (unless `share_cross_attention` is off), or through `ctranslate2` (a
+    `CTranslate2Generator`, --generation_backend ctranslate2), which returns the same token ids."""
+    if ctranslate2 is not None:
+        config = generation_config_for(model, generate_kwargs)
+        return ctranslate2.generate(batch["input_ids"], batch["attention_mask"], config)
+    kwargs = with_shared_cross_attention(model, generate_kwargs) if share_cross_attention else generate_kwargs
+    with torch.no_grad():
+        return model.generate(**batch, **kwargs)
 
 
 # ----------------------------------------------------------------------------- helpers

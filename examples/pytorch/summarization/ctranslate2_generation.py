@@ -161,6 +161,15 @@ def refuse(problem: str) -> None:
     )
 
 
+def generator_for(backend: str, model, tokenizer, output_dir: str, compute_type: str, processes=None):
+    """The `CTranslate2Generator` of a run's --generation_backend (None for transformers): `model` converted into
+    `output_dir`/ctranslate2, again only if its weights changed since the last call (e.g. by training)."""
+    if backend != "ctranslate2":
+        return None
+    folder = os.path.join(output_dir, CONVERTED_FOLDER)
+    return CTranslate2Generator.for_model(model, tokenizer, folder, compute_type, processes)
+
+
 def weights_fingerprint(model) -> str:
     """A hash of the model's weights and config: the converted model is reused while it is unchanged."""
     digest = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())

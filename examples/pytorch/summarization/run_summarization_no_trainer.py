@@ -67,11 +67,10 @@ from accelerate_training import (
     setup_accelerate_logging,
 )
 from ctranslate2_generation import (
-    CONVERTED_FOLDER,
-    CTranslate2Generator,
     add_backend_arguments,
     check_backend_flags,
     check_model_and_generation,
+    generator_for,
 )
 from rouge_scoring import ROUGE_BACKENDS, check_rouge_backend, check_sentence_splitter, score_rouge
 from seq2seq_checks import (
@@ -498,13 +497,14 @@ def main() -> None:
 
     def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str], tuple]:
         """Metrics, predictions, and per example (ROUGE scores or None, generated tokens, hit the length limit)."""
-        ctranslate2 = None
-        if args.generation_backend == "ctranslate2":  # converted again only if training changed the weights
-            unwrapped = accelerator.unwrap_model(model)
-            folder = os.path.join(args.output_dir, CONVERTED_FOLDER)
-            ctranslate2 = CTranslate2Generator.for_model(
-                unwrapped, tokenizer, folder, args.ctranslate2_compute_type, accelerator
-            )
+        ctranslate2 = generator_for(  # converted again only if training changed the weights
+            args.generation_backend,
+            accelerator.unwrap_model(model),
+            tokenizer,
+            args.output_dir,
+            args.ctranslate2_compute_type,
+            accelerator,
+        )
         predictions, gen_len, lengths = generate_texts(
             accelerator,
             model,

@@ -75,11 +75,10 @@ from bleu_scoring import (
     sentence_translation_scores,
 )
 from ctranslate2_generation import (
-    CONVERTED_FOLDER,
-    CTranslate2Generator,
     add_backend_arguments,
     check_backend_flags,
     check_model_and_generation,
+    generator_for,
 )
 from seq2seq_checks import (
     BOOKKEEPING_FILES,
@@ -592,13 +591,14 @@ def main() -> None:
         gen_kwargs["num_beams"] = args.num_beams
 
     def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str], tuple[list[int], list[bool]]]:
-        ctranslate2 = None
-        if args.generation_backend == "ctranslate2":  # converted again only if training changed the weights
-            unwrapped = accelerator.unwrap_model(model)
-            folder = os.path.join(args.output_dir, CONVERTED_FOLDER)
-            ctranslate2 = CTranslate2Generator.for_model(
-                unwrapped, tokenizer, folder, args.ctranslate2_compute_type, accelerator
-            )
+        ctranslate2 = generator_for(  # converted again only if training changed the weights
+            args.generation_backend,
+            accelerator.unwrap_model(model),
+            tokenizer,
+            args.output_dir,
+            args.ctranslate2_compute_type,
+            accelerator,
+        )
         predictions, gen_len, lengths = generate_texts(
             accelerator,
             model,

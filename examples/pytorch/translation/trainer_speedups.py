@@ -9,7 +9,6 @@ All of it leaves predictions unchanged (tests/pytorch/test_eval_speed_paths.py a
 """
 
 import logging
-import os
 
 import datasets
 import numpy as np
@@ -17,7 +16,7 @@ import torch
 from transformers import DynamicCache, EncoderDecoderCache, Seq2SeqTrainer
 from transformers.modeling_outputs import BaseModelOutput
 
-from ctranslate2_generation import CONVERTED_FOLDER, CTranslate2Generator, generation_config_for
+from ctranslate2_generation import CTranslate2Generator, generation_config_for, generator_for
 from seq2seq_checks import UsageError
 
 logger = logging.getLogger(__name__)
@@ -164,11 +163,12 @@ class Seq2SeqTrainerWithSpeedups(Seq2SeqTrainer):
         return super().predict(*args, **kwargs)
 
     def prepare_generation_backend(self) -> None:
-        if self.args.generation_backend == "ctranslate2" and self.args.predict_with_generate:
-            self.ctranslate2 = CTranslate2Generator.for_model(
+        if self.args.predict_with_generate:
+            self.ctranslate2 = generator_for(
+                self.args.generation_backend,
                 self.accelerator.unwrap_model(self.model),
                 self.processing_class,
-                os.path.join(self.args.output_dir, CONVERTED_FOLDER),
+                self.args.output_dir,
                 self.args.ctranslate2_compute_type,
                 self.accelerator,
             )

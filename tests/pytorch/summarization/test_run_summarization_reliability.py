@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from helpers import FIXTURES, REPO_ROOT, TEST_ENV, fresh_hf_home, read_json, read_lines, run_example
+from helpers import FIXTURES, REPO_ROOT, TEST_ENV, fresh_hf_home, read_json, read_lines, run_example, run_log_lines
 
 SCRIPT = "examples/pytorch/summarization/run_summarization.py"
 XSUM = FIXTURES / "summarization" / "xsum" / "sample.json"
@@ -150,16 +150,7 @@ def test_a_two_step_run_prints_a_short_log_and_keeps_every_argument_in_a_file(ti
         "--max_train_samples", 4, "--max_eval_samples", 4, "--max_predict_samples", 4,
         "--per_device_train_batch_size", 2, "--source_prefix", "summarize: ", "--output_dir", output_dir,
     ]  # fmt: skip
-    # Bytes, not text: universal newlines would turn each progress-bar redraw (\r) into a line of its own.
-    result = subprocess.run(
-        [sys.executable, *map(str, command)],
-        cwd=REPO_ROOT,
-        env={**os.environ, **TEST_ENV, "HF_HOME": fresh_hf_home()},
-        capture_output=True,
-        check=True,
-    )
-    log = (result.stdout + result.stderr).decode()
-    lines = [line for line in log.split("\n") if line.strip()]  # as `wc -l` counts a log file
+    log, lines = run_log_lines(command)
     assert len(lines) <= 60, "\n".join(lines)
     for noise in (
         "Offline mode: forcing",

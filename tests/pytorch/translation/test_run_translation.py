@@ -23,6 +23,7 @@ from helpers import (
     read_jsonl,
     read_lines,
     run_example,
+    run_log_lines,
     train_losses,
 )
 
@@ -685,16 +686,7 @@ def test_a_two_step_run_prints_at_most_60_lines(script, tiny_models, tmp_path):
         command += ["--do_train", "--do_eval", "--predict_with_generate", "--max_steps", 2]
     else:
         command += ["--max_train_steps", 2]
-    # Bytes, not text: universal newlines would turn each progress-bar redraw (\r) into a line of its own.
-    result = subprocess.run(
-        [sys.executable, *map(str, command)],
-        cwd=REPO_ROOT,
-        env={**os.environ, **TEST_ENV, "HF_HOME": fresh_hf_home()},
-        capture_output=True,
-        check=True,
-    )
-    log = (result.stdout + result.stderr).decode()
-    lines = [line for line in log.split("\n") if line.strip()]  # as `wc -l` counts a log file
+    log, lines = run_log_lines(command)
     assert len(lines) <= 60, "\n".join(lines)
     for noise in ("Offline mode: forcing", "Downloading and preparing", "Model config", "adam_beta1"):
         assert noise not in log, noise
