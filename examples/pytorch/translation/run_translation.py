@@ -74,6 +74,7 @@ from seq2seq_data import (
     write_predictions,
 )
 from seq2seq_setup import (
+    check_generation_config_saves,
     check_trainer_run_args,
     describe_trainer_run,
     fit_position_embeddings,
@@ -508,6 +509,7 @@ def main() -> None:
     # Load the model and tokenizer, and set the languages on them.
     config, tokenizer, model = load_model_and_tokenizer(model_args)
     set_up_language_codes(model, tokenizer, data_args)
+    check_generation_config_saves(model, model_args.model_name_or_path)
     if model.config.decoder_start_token_id is None:
         raise UsageError(
             f"the model config has no decoder_start_token_id; set it in {model_args.model_name_or_path}/config.json"

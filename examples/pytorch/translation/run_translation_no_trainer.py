@@ -97,7 +97,12 @@ from seq2seq_data import (
     write_prediction_records,
     write_predictions,
 )
-from seq2seq_setup import cpu_has_native_bf16, fit_position_embeddings, load_model_and_tokenizer
+from seq2seq_setup import (
+    check_generation_config_saves,
+    cpu_has_native_bf16,
+    fit_position_embeddings,
+    load_model_and_tokenizer,
+)
 from trainer_speedups import check_eval_max_tokens, order_for_generation
 from translation_data import (
     T5_LANGUAGE_NAMES,
@@ -429,6 +434,7 @@ def main() -> None:
     else:
         config, tokenizer, model = build_new_model(args)
     set_up_language_codes(model, tokenizer, args)
+    check_generation_config_saves(model, args.model_name_or_path)
     if model.config.decoder_start_token_id is None:
         raise UsageError(
             f"the model config has no decoder_start_token_id; set it in {args.model_name_or_path}/config.json"

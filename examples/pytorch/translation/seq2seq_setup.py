@@ -150,6 +150,23 @@ def fit_position_embeddings(model, max_source_length: int, resize: bool | None) 
         return max_positions
 
 
+def check_generation_config_saves(model, model_path: str) -> None:
+    """Refuse, before training, a generation config that saving the model would refuse at the end: transformers
+    saves a published config with minor issues as it is, but validates a changed one strictly, and the scripts
+    change it (language codes, decoder start)."""
+    config = model.generation_config
+    if getattr(config, "_original_object_hash", None) == hash(config):  # unchanged: saved as it is
+        return
+    try:
+        config.validate(strict=True)
+    except ValueError as error:
+        issue = next((line.lstrip("- ") for line in str(error).splitlines() if line.startswith("- ")), str(error))
+        raise UsageError(
+            f"{model_path}/generation_config.json cannot be saved with the model once the script sets it up: "
+            f"{issue.split(' -- ')[0]}; fix the file"
+        ) from None
+
+
 def load_model_and_tokenizer(model_args):
     """Load config, tokenizer and model; a folder or Hub id that cannot be loaded (missing, unreadable or
     garbage files, no tokenizer, not an encoder-decoder) raises UsageError."""

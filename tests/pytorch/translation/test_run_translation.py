@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -692,3 +693,23 @@ def test_a_two_step_run_prints_at_most_60_lines(script, tiny_models, tmp_path):
         assert noise not in log, noise
     assert sum(" - Run: " in line for line in lines) == 1
     assert "predict_bleu" in log and (output_dir / "run_arguments.json").is_file()
+
+
+@pytest.mark.parametrize("script", [SCRIPT, "examples/pytorch/translation/run_translation_no_trainer.py"])
+def test_a_generation_config_the_end_could_not_save_is_refused_before_training(script, tiny_models, tmp_path):
+    """transformers saves a published generation config with minor issues as it is, but a changed one only if it
+    is strictly valid, and setting up the language codes changes it: such a model would train, then fail to save
+    (the twin lost its model that way). It is refused first."""
+    model = tmp_path / "mbart50"
+    shutil.copytree(tiny_models / "mbart50", model)
+    config = read_json(model / "generation_config.json")
+    (model / "generation_config.json").write_text(json.dumps({**config, "early_stopping": True}))  # 1 beam
+    data = FIXTURES / "translation" / "wmt16_en_ro" / "sample.json"
+    command = [
+        script, "--model_name_or_path", model, "--source_lang", "en_XX", "--target_lang", "ro_RO",
+        "--train_file", data, "--output_dir", tmp_path / "out",
+    ]  # fmt: skip
+    command += ["--do_train", "--max_steps", 2] if script == SCRIPT else ["--max_train_steps", 2]
+    result = run_example(command, expect_success=False)
+    assert_usage_error(result, "generation_config.json cannot be saved with the model", tmp_path / "out")
+    assert "`early_stopping`" in result.stderr.strip().splitlines()[-1]
