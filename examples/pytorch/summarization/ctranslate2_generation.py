@@ -1,6 +1,6 @@
 """--generation_backend ctranslate2: eval/predict generation through CTranslate2, with transformers' predictions.
 
-CTranslate2 runs the same weights with faster CPU/GPU kernels. The model being evaluated is converted once (float32,
+CTranslate2 runs the same weights with its own CPU/GPU kernels. The model being evaluated is converted once (float32,
 into --output_dir/ctranslate2/, reused while its weights are unchanged), and every generation setting is mapped to
 CTranslate2's options so that it generates what `model.generate()` generates, token for token; a setting that has no
 exact counterpart is refused in one line before anything runs. Losses still come from PyTorch.
@@ -11,7 +11,7 @@ exact counterpart is refused in one line before anything runs. Losses still come
 - `CTranslate2Generator.for_model`: convert (or reuse) into a folder (the scripts: --output_dir/ctranslate2) and
   load; `generate()` returns token ids laid out as `model.generate()` returns them (decoder start token, tokens,
   end token, padding).
-How each setting maps and what is refused, and why, is in the summarization README ("A faster generation engine").
+How each setting maps and what is refused, and why, is in the summarization README ("Another generation engine").
 """
 
 import copy
@@ -35,12 +35,12 @@ CONVERTED_FOLDER = "ctranslate2"
 BACKEND_HELP = (
     "Generation engine for eval/predict: 'transformers' (model.generate) or 'ctranslate2' (pip install "
     "ctranslate2==4.8.5): the model is converted once into --output_dir/ctranslate2 (again only when its weights "
-    "change) and generates the same predictions faster; losses still come from PyTorch. Settings it cannot "
-    "reproduce are refused before anything runs."
+    "change) and generates the same predictions; losses still come from PyTorch. Whether it is faster depends on "
+    "the machine and the run (bench/README.md). Settings it cannot reproduce are refused before anything runs."
 )
 COMPUTE_TYPE_HELP = (
     "CTranslate2's weights and arithmetic: float32 (same predictions as transformers), or int8, int8_float32, "
-    "int16 (faster and smaller, predictions and scores may change: compare them on your data)."
+    "int16 (smaller, often faster; predictions and scores may change: compare them on your data)."
 )
 FINGERPRINT_FILE = "seq2seq_fingerprint.json"
 # Generation settings with no CTranslate2 counterpart; set to anything but their default, they are refused.
