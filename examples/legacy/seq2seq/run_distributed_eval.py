@@ -29,10 +29,10 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ctranslate2_generation import (
-    CTranslate2Generator,
     add_backend_arguments,
     check_backend_flags,
     check_model_and_generation,
+    generator_for,
 )
 from seq2seq_checks import check_flag_values, check_text_file, one_line_errors
 from utils import (
@@ -286,16 +286,18 @@ def main(argv: list[str]) -> dict | None:
         num_beams = generate_kwargs.get("num_beams", model.generation_config.num_beams or 1)
         generate_kwargs["num_beams"] = max(num_beams, args.num_return_sequences)
     logger.info(f"{n} inputs, {len(indices)} on rank 0, bs {args.bs}, generate kwargs {generate_kwargs}")
-    ctranslate2 = None
-    if args.generation_backend == "ctranslate2":  # converted by rank 0 into --save_dir/ctranslate2, loaded by all
+    if args.generation_backend == "ctranslate2":
         check_model_and_generation(model, {**generate_kwargs, "num_return_sequences": args.num_return_sequences})
-        processes = None
-        if world_size > 1:
-            processes = types.SimpleNamespace(is_main_process=rank == 0, wait_for_everyone=dist.barrier)
-        folder = str(Path(args.save_dir) / "ctranslate2")
-        ctranslate2 = CTranslate2Generator.for_model(
-            model, tokenizer, folder, args.ctranslate2_compute_type, processes
-        )
+    # --generation_backend ctranslate2: converted by rank 0 into --save_dir/ctranslate2, loaded by every rank.
+    processes = types.SimpleNamespace(is_main_process=rank == 0, wait_for_everyone=dist.barrier)
+    ctranslate2 = generator_for(
+        args.generation_backend,
+        model,
+        tokenizer,
+        args.save_dir,
+        args.ctranslate2_compute_type,
+        processes if world_size > 1 else None,
+    )
 
     # generate this share, then gather every share
     start = time.time()
