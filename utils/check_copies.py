@@ -39,6 +39,9 @@ FULL_COPIES: dict[str, str] = {
     "examples/pytorch/translation/ctranslate2_generation.py": (
         "examples/pytorch/summarization/ctranslate2_generation.py"
     ),
+    "examples/pytorch/translation/average_checkpoints.py": "examples/pytorch/summarization/average_checkpoints.py",
+    "examples/pytorch/translation/training_curves.py": "examples/pytorch/summarization/training_curves.py",
+    "examples/pytorch/translation/model_card.py": "examples/pytorch/summarization/model_card.py",
     # The Keras folders: only modules that import neither torch nor TensorFlow.
     "examples/tensorflow/summarization/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
     "examples/tensorflow/summarization/seq2seq_data.py": "examples/pytorch/summarization/seq2seq_data.py",
@@ -53,6 +56,8 @@ FULL_COPIES: dict[str, str] = {
     "examples/legacy/seq2seq/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
     "examples/legacy/seq2seq/official_rouge.py": "examples/pytorch/summarization/official_rouge.py",
     "examples/legacy/seq2seq/ctranslate2_generation.py": "examples/pytorch/summarization/ctranslate2_generation.py",
+    "examples/legacy/seq2seq/training_curves.py": "examples/pytorch/summarization/training_curves.py",
+    "examples/legacy/seq2seq/model_card.py": "examples/pytorch/summarization/model_card.py",
     "examples/pytorch/s2s-ft/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
     "examples/pytorch/s2s-ft/rouge_scoring.py": "examples/pytorch/summarization/rouge_scoring.py",
     "examples/pytorch/s2s-ft/official_rouge.py": "examples/pytorch/summarization/official_rouge.py",
