@@ -42,6 +42,7 @@ FULL_COPIES: dict[str, str] = {
     "examples/pytorch/translation/average_checkpoints.py": "examples/pytorch/summarization/average_checkpoints.py",
     "examples/pytorch/translation/training_curves.py": "examples/pytorch/summarization/training_curves.py",
     "examples/pytorch/translation/model_card.py": "examples/pytorch/summarization/model_card.py",
+    "examples/pytorch/translation/best_model.py": "examples/pytorch/summarization/best_model.py",
     # The Keras folders: only modules that import neither torch nor TensorFlow.
     "examples/tensorflow/summarization/seq2seq_checks.py": "examples/pytorch/summarization/seq2seq_checks.py",
     "examples/tensorflow/summarization/seq2seq_data.py": "examples/pytorch/summarization/seq2seq_data.py",

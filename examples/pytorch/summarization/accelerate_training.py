@@ -463,21 +463,42 @@ def generate_texts(
     order: np.ndarray | None,
     share_cross_attention: bool = True,
     ctranslate2=None,
+    num_return_sequences: int = 1,
 ):
     """Generate an output text (summary, translation) for every example of `dataloader`, on all processes; return
     (texts in input order, gen_len, (generated token counts, hit the length limit) per example). The gathered rows are cut to the dataset's length: `gather_for_metrics` drops
     the examples repeated to fill the last batch, and token-budget batches put their filler copies last, so each
     example counts once. `order` says how the dataset was reordered (`order_for_generation`); with
     `share_cross_attention`, beam search leaves the cross-attention keys/values in place
-    (`BeamSharedCrossAttentionCache`); with `ctranslate2` (a `CTranslate2Generator`), the tokens come from it."""
+    (`BeamSharedCrossAttentionCache`); with `ctranslate2` (a `CTranslate2Generator`), the tokens come from it.
+    With `num_return_sequences` K > 1 a fourth item holds the n-best lists: (token ids as examples x K x length,
+    scores as examples x K), in input order, best first; else None."""
     model.eval()
     generator = accelerator.unwrap_model(model)
-    rows = []
+    rows, nbest_rows, nbest_scores = [], [], []
     for batch in tqdm(dataloader, desc=desc, disable=not accelerator.is_local_main_process):
         if ctranslate2 is not None:
             config = generation_config_for(generator, gen_kwargs)
             generated = ctranslate2.generate(batch["input_ids"], batch["attention_mask"], config)
             generated = generated.to(batch["input_ids"].device)
+        elif num_return_sequences > 1:
+            kwargs = with_shared_cross_attention(generator, gen_kwargs) if share_cross_attention else gen_kwargs
+            with torch.no_grad():
+                output = generator.generate(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"],
+                    num_return_sequences=num_return_sequences,
+                    output_scores=True,
+                    return_dict_in_generate=True,
+                    **kwargs,
+                )
+            # Examples x K x length: gathered along the examples, padded along the length.
+            hypotheses = output.sequences.view(len(batch["input_ids"]), num_return_sequences, -1)
+            hypotheses = accelerator.pad_across_processes(hypotheses, dim=2, pad_index=tokenizer.pad_token_id)
+            nbest_rows.extend(accelerator.gather_for_metrics(hypotheses).cpu().tolist())
+            scores = output.sequences_scores.view(len(batch["input_ids"]), num_return_sequences)
+            nbest_scores.extend(accelerator.gather_for_metrics(scores).cpu().tolist())
+            generated = hypotheses[:, 0]
         else:
             kwargs = with_shared_cross_attention(generator, gen_kwargs) if share_cross_attention else gen_kwargs
             with torch.no_grad():
@@ -494,10 +515,22 @@ def generate_texts(
     token_ids = restore_input_order(token_ids, num_examples, order)
     texts, gen_len = decode_predictions(tokenizer, token_ids, num_examples)
     max_length = gen_kwargs.get("max_length")
+    nbest = None
+    if nbest_rows:
+        width = max(len(hypothesis) for row in nbest_rows for hypothesis in row)
+        nbest_ids = np.full((len(nbest_rows), num_return_sequences, width), tokenizer.pad_token_id)
+        for index, row in enumerate(nbest_rows):
+            for rank, hypothesis in enumerate(row):
+                nbest_ids[index, rank, : len(hypothesis)] = hypothesis
+        nbest = (
+            restore_input_order(nbest_ids, num_examples, order),
+            restore_input_order(np.asarray(nbest_scores), num_examples, order),
+        )
     return (
         texts,
         gen_len,
         generation_lengths(token_ids, num_examples, tokenizer.pad_token_id, tokenizer.eos_token_id, max_length),
+        nbest,
     )
 
 
@@ -542,6 +575,12 @@ class TrainingProgress:
     batches_done: int = 0  # batches of `epoch` already trained on
     completed_steps: int = 0
     loss_sum: float = 0.0  # sum of the per-step training losses, for the mean train_loss
+    # Early stopping and the best model (best_model.record_evaluation): a resumed run keeps counting.
+    best_metric: float | None = None
+    best_checkpoint: str | None = None  # the epoch_N folder saved right after the best evaluation
+    best_step: int | None = None
+    evaluations_without_improvement: int = 0
+    stopped_early: bool = False
 
     def state_dict(self) -> dict:
         return dict(vars(self))

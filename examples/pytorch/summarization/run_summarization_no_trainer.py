@@ -41,6 +41,12 @@ import time
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
+from best_model import (
+    add_best_model_arguments,
+    check_accelerate_best_model_flags,
+    finish_accelerate_training,
+    note_epoch_evaluation,
+)
 from huggingface_hub import create_repo
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -72,7 +78,8 @@ from ctranslate2_generation import (
     check_model_and_generation,
     generator_for,
 )
-from rouge_scoring import ROUGE_BACKENDS, check_rouge_backend, check_sentence_splitter, score_rouge
+from model_card import write_model_card
+from rouge_scoring import ROUGE_BACKENDS, ROUGE_KEYS, check_rouge_backend, check_sentence_splitter, score_rouge
 from seq2seq_checks import (
     BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
@@ -85,9 +92,12 @@ from seq2seq_checks import (
     save_run_arguments,
 )
 from seq2seq_data import (
+    NBEST_HELP,
     DataCollatorForSeq2SeqAllowingNoLabels,
+    check_num_return_sequences,
     first_reference,
     load_raw_datasets,
+    write_nbest_predictions,
     write_prediction_records,
     write_predictions,
 )
@@ -99,6 +109,7 @@ from seq2seq_setup import (
 )
 from summarization_data import drop_empty_examples, resolve_columns, set_up_language_codes
 from trainer_speedups import check_eval_max_tokens, order_for_generation
+from training_curves import write_training_curves
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +223,7 @@ def add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="Beams for generation in eval/predict (default: the model's generation config). 1 = greedy.",
     )
+    prep.add_argument("--num_return_sequences", type=int, default=1, help=NBEST_HELP)
     add_backend_arguments(prep)
     prep.add_argument(
         "--preprocessing_num_workers", type=int, help="Number of processes for tokenization (default: this one only)."
@@ -227,6 +239,7 @@ def parse_args() -> argparse.Namespace:
         add_preprocessing_arguments,
         add_model_arguments,
         add_training_arguments,
+        add_best_model_arguments,
     ):
         add_arguments(parser)
     one_line_errors(parser)
@@ -266,6 +279,9 @@ def validate_args(args: argparse.Namespace) -> str | None:
     if args.validation_file or args.test_file or args.dataset_name:
         check_sentence_splitter()
         check_rouge_backend(args.rouge_backend)
+    evaluates = None if args.validation_file or args.dataset_name else "add --validation_file"
+    check_accelerate_best_model_flags(args, [*ROUGE_KEYS, "gen_len"], evaluates)
+    check_num_return_sequences(args.num_return_sequences, args.num_beams, args.do_predict, args.generation_backend)
     # Last: the --output_dir lock, then what the folder holds (an explicit --resume_from_checkpoint wins).
     found = check_output_dir_for_accelerate(args)
     return resolve_checkpoint(args) or found
@@ -338,6 +354,9 @@ def main() -> None:
             f"the model config has no decoder_start_token_id; set it in {args.model_name_or_path}/config.json"
         )
     args.max_source_length = fit_position_embeddings(model, args.max_source_length, args.resize_position_embeddings)
+    check_num_return_sequences(
+        args.num_return_sequences, args.num_beams or model.generation_config.num_beams, args.do_predict
+    )
     if args.generation_backend == "ctranslate2":  # refuse settings it cannot reproduce before training
         check_model_and_generation(model, {"max_length": args.val_max_target_length, "num_beams": args.num_beams})
     if config.model_type == "t5" and not args.source_prefix:
@@ -501,8 +520,9 @@ def main() -> None:
     if args.num_beams is not None:
         gen_kwargs["num_beams"] = args.num_beams
 
-    def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str], tuple]:
-        """Metrics, predictions, and per example (ROUGE scores or None, generated tokens, hit the length limit)."""
+    def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str], tuple, tuple | None]:
+        """Metrics, predictions, per example (ROUGE scores or None, generated tokens, hit the length limit), and
+        the n-best lists (--num_return_sequences, predict only) or None."""
         ctranslate2 = generator_for(  # converted again only if training changed the weights
             args.generation_backend,
             accelerator.unwrap_model(model),
@@ -511,7 +531,7 @@ def main() -> None:
             args.ctranslate2_compute_type,
             accelerator,
         )
-        predictions, gen_len, lengths = generate_texts(
+        predictions, gen_len, lengths, nbest = generate_texts(
             accelerator,
             model,
             dataloader,
@@ -521,6 +541,7 @@ def main() -> None:
             order,
             args.eval_beams_share_cross_attention,
             ctranslate2,
+            args.num_return_sequences if split == "predict" else 1,
         )
         metrics, per_example = {}, None
         if references is not None:
@@ -528,7 +549,7 @@ def main() -> None:
             metrics = {f"{split}_{key}": value for key, value in rouge.corpus.items()}
             metrics[f"{split}_rouge_signature"], per_example = rouge.signature, rouge.per_example
         metrics |= {f"{split}_gen_len": gen_len, f"{split}_samples": len(predictions)}
-        return metrics, predictions, (per_example, *lengths)
+        return metrics, predictions, (per_example, *lengths), nbest
 
     eval_metrics = eval_predictions = None
     progress_bar = tqdm(
@@ -589,16 +610,18 @@ def main() -> None:
                 save_checkpoint(accelerator, args.output_dir, f"step_{progress.completed_steps}")
 
         progress.epoch, progress.batches_done = epoch + 1, 0
+        stop = False
         if eval_dataloader is not None:
-            eval_metrics, eval_predictions, _ = evaluate(eval_dataloader, eval_references, "eval", eval_order)
+            eval_metrics, eval_predictions, _, _ = evaluate(eval_dataloader, eval_references, "eval", eval_order)
             logger.info(f"epoch {epoch}, step {progress.completed_steps}: {eval_metrics}")
+            stop = note_epoch_evaluation(args, progress, eval_metrics, epoch, train_log)
         if args.with_tracking:
             epoch_loss = sum(epoch_losses) / max(len(epoch_losses), 1)
             epoch_log = {**(eval_metrics or {}), "train_loss": epoch_loss, "epoch": epoch}
             accelerator.log(epoch_log, step=progress.completed_steps)
         if args.checkpointing_steps == "epoch":
             save_checkpoint(accelerator, args.output_dir, f"epoch_{epoch}")
-        if progress.completed_steps >= max_train_steps:
+        if stop or progress.completed_steps >= max_train_steps:
             break
         if args.push_to_hub:
             save_model(accelerator, model, tokenizer, args.output_dir)
@@ -606,8 +629,11 @@ def main() -> None:
                 push_folder(args, repo_id, f"Training in progress epoch {epoch}")
     progress_bar.close()
     train_runtime = time.time() - start_time
-    if eval_dataloader is not None and eval_metrics is None:  # resumed from a checkpoint of the finished run
-        eval_metrics, eval_predictions, _ = evaluate(eval_dataloader, eval_references, "eval", eval_order)
+    card_notes = finish_accelerate_training(accelerator.unwrap_model(model), args, progress)
+    if card_notes and (args.average_last_checkpoints or progress.best_step != progress.completed_steps):
+        eval_metrics = None  # other weights than the last evaluation's: evaluate them
+    if eval_dataloader is not None and eval_metrics is None:  # also when resumed from a finished run's checkpoint
+        eval_metrics, eval_predictions, _, _ = evaluate(eval_dataloader, eval_references, "eval", eval_order)
 
     # Save the model, the training summary and the last evaluation.
     save_model(accelerator, model, tokenizer, args.output_dir)
@@ -630,7 +656,7 @@ def main() -> None:
     # record per example (its references, its own ROUGE, its generated length) to find the worst ones.
     if predict_dataloader is not None:
         logger.info("*** Predict ***")
-        predict_metrics, predictions, per_example = evaluate(
+        predict_metrics, predictions, per_example, nbest = evaluate(
             predict_dataloader, predict_references, "predict", predict_order
         )
         logger.info(f"predict metrics: {predict_metrics}")
@@ -642,6 +668,9 @@ def main() -> None:
                 predict_references,
                 *per_example,
             )
+            if nbest is not None:
+                path = os.path.join(args.output_dir, "generated_predictions.nbest.jsonl")
+                write_nbest_predictions(path, tokenizer, *nbest)
             save_metrics(args.output_dir, "predict", predict_metrics)
 
     # Push to the Hub.
@@ -649,6 +678,13 @@ def main() -> None:
         push_folder(args, repo_id, "End of training")
     accelerator.end_training()
     if accelerator.is_main_process:
+        write_training_curves(args.output_dir)
+        data = {
+            "Dataset": f"{args.dataset_name} {args.dataset_config_name or ''}".strip() if args.dataset_name else None
+        }
+        data |= {flag: getattr(args, flag.lstrip("-")) for flag in DATA_FILE_FLAGS.values()}
+        base_model = args.model_name_or_path or f"new {args.model_type} model"
+        write_model_card(args.output_dir, base_model=base_model, task="summarization", data=data, notes=card_notes)
         written = sorted(set(os.listdir(args.output_dir)) - set(BOOKKEEPING_FILES))
         logger.info(f"Outputs in {os.path.abspath(args.output_dir)}: {', '.join(written)}")
 

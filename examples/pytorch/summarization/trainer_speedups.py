@@ -153,6 +153,7 @@ class Seq2SeqTrainerWithSpeedups(Seq2SeqTrainer):
     """
 
     ctranslate2: CTranslate2Generator | None = None
+    num_return_sequences: int = 1  # > 1: predict() returns n-best lists (set by the script before predicting)
 
     def evaluate(self, *args, **kwargs):
         self.prepare_generation_backend()
@@ -231,6 +232,8 @@ class Seq2SeqTrainerWithSpeedups(Seq2SeqTrainer):
         return self.accelerator.prepare(loader)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        if self.num_return_sequences > 1 and self.args.predict_with_generate and not prediction_loss_only:
+            return self.nbest_prediction_step(model, inputs, gen_kwargs)
         if self.ctranslate2 is not None and self.args.predict_with_generate and not prediction_loss_only:
             return self.ctranslate2_prediction_step(model, inputs, gen_kwargs)
         if self.args.eval_beams_share_cross_attention and self.args.predict_with_generate and not prediction_loss_only:
@@ -291,6 +294,42 @@ class Seq2SeqTrainerWithSpeedups(Seq2SeqTrainer):
         labels = self.pad_as_generated(inputs["labels"]) if "labels" in inputs else None
         return loss, generated, labels
 
+    def nbest_prediction_step(self, model, inputs, gen_kwargs):
+        """The generate-and-score step of n-best lists: the `num_return_sequences` best hypotheses of each example,
+        best first, with the scores beam search ranks them by (length-penalised log-probabilities). Returns (loss,
+        (tokens, scores), labels): tokens as batch x length x K, because the Trainer pads and gathers predictions
+        along dimension 1 and keeps dimension 0 as the examples; scores as batch x K."""
+        inputs = self._prepare_inputs(inputs)
+        loss = labels = None
+        if "labels" in inputs:
+            with torch.no_grad(), self.compute_loss_context_manager():
+                outputs = model(**inputs, use_cache=False)
+            if self.label_smoother is not None:
+                loss = self.label_smoother(outputs, inputs["labels"]).detach().mean()
+            else:
+                loss = outputs["loss"].detach().mean()
+            labels = self.pad_as_generated(inputs["labels"])
+        gen_kwargs = gen_kwargs or getattr(self, "_gen_kwargs", {})  # the parent's rule, as above
+        gen_kwargs = {key: value for key, value in gen_kwargs.items() if value is not None and key != "synced_gpus"}
+        if self.args.eval_beams_share_cross_attention:
+            gen_kwargs = with_shared_cross_attention(self.model, gen_kwargs)
+        with torch.no_grad():
+            output = self.model.generate(
+                input_ids=inputs["input_ids"],
+                attention_mask=inputs["attention_mask"],
+                num_return_sequences=self.num_return_sequences,
+                output_scores=True,
+                return_dict_in_generate=True,
+                **gen_kwargs,
+            )
+        self.model.generation_config.update(
+            **self.model.generation_config._get_default_generation_params(), defaults_only=True
+        )
+        batch_size = inputs["input_ids"].shape[0]
+        tokens = self.pad_as_generated(output.sequences).view(batch_size, self.num_return_sequences, -1)
+        scores = output.sequences_scores.view(batch_size, self.num_return_sequences)
+        return loss, (tokens.transpose(1, 2).contiguous(), scores), labels
+
     def pad_as_generated(self, tensor: torch.Tensor) -> torch.Tensor:
         """Pad label or token rows to the width `Seq2SeqTrainer.prediction_step` pads generated tokens to."""
         gen_config = self.model.generation_config
@@ -319,6 +358,16 @@ def order_for_generation(
     lengths = np.fromiter((len(ids) for ids in dataset["input_ids"]), dtype=np.int64, count=len(dataset))
     order = np.argsort(-lengths, kind="stable")
     return dataset.select(order), references, order
+
+
+def restore_nbest_order(
+    predictions: tuple, num_examples: int, order: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The n-best predictions of `Seq2SeqTrainerWithSpeedups.predict` in input order: (token ids as examples x K x
+    length, scores as examples x K), hypotheses best first."""
+    tokens, scores = predictions
+    tokens = restore_input_order(np.asarray(tokens), num_examples, order).transpose(0, 2, 1)
+    return tokens, restore_input_order(np.asarray(scores), num_examples, order)
 
 
 def restore_input_order(token_ids, num_examples: int, order: np.ndarray | None) -> np.ndarray:

@@ -35,7 +35,21 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
-from transformers import HfArgumentParser, Seq2SeqTrainingArguments, default_data_collator, set_seed
+from best_model import (
+    AVERAGE_HELP,
+    PATIENCE_HELP,
+    THRESHOLD_HELP,
+    check_best_model_flags,
+    check_trainer_averaging,
+    finish_trainer_training,
+)
+from transformers import (
+    EarlyStoppingCallback,
+    HfArgumentParser,
+    Seq2SeqTrainingArguments,
+    default_data_collator,
+    set_seed,
+)
 
 from bleu_scoring import (
     BLEU_TOKENIZERS,
@@ -51,6 +65,7 @@ from ctranslate2_generation import (
     check_backend_flags,
     check_model_and_generation,
 )
+from model_card import write_model_card
 from seq2seq_checks import (
     BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
@@ -66,10 +81,13 @@ from seq2seq_checks import (
     save_trainer_state,
 )
 from seq2seq_data import (
+    NBEST_HELP,
     DataCollatorForSeq2SeqAllowingNoLabels,
+    check_num_return_sequences,
     decode_predictions,
     first_reference,
     generation_lengths,
+    write_nbest_predictions,
     write_prediction_records,
     write_predictions,
 )
@@ -82,7 +100,13 @@ from seq2seq_setup import (
     log_metrics,
     setup_logging,
 )
-from trainer_speedups import Seq2SeqTrainerWithSpeedups, order_for_generation, restore_input_order
+from trainer_speedups import (
+    Seq2SeqTrainerWithSpeedups,
+    order_for_generation,
+    restore_input_order,
+    restore_nbest_order,
+)
+from training_curves import write_training_curves
 from translation_data import (
     T5_LANGUAGE_NAMES,
     check_languages_in_data,
@@ -96,6 +120,7 @@ from translation_data import (
 )
 
 logger = logging.getLogger(__name__)
+EVALUATIONS_FIX = "add --do_train, --validation_file and --eval_strategy steps (or epoch)"
 
 
 # Copied from examples.pytorch.summarization.run_summarization.ModelArguments
@@ -377,6 +402,10 @@ class TranslationTrainingArguments(Seq2SeqTrainingArguments):
             )
         },
     )
+    early_stopping_patience: int | None = field(default=None, metadata={"help": PATIENCE_HELP})
+    early_stopping_threshold: float = field(default=0.0, metadata={"help": THRESHOLD_HELP})
+    average_last_checkpoints: int | None = field(default=None, metadata={"help": AVERAGE_HELP})
+    num_return_sequences: int = field(default=1, metadata={"help": NBEST_HELP})
 
 
 def validate_args(
@@ -439,6 +468,29 @@ def validate_args(
     return check_output_dir(training_args)
 
 
+def validate_final_model_args(training_args, num_beams: int | None) -> None:
+    """Check the flags that pick the final model (early stopping, best model, averaged checkpoints) and the n-best
+    lists, before anything is loaded; raises UsageError. (Outside `validate_args`, which the Keras twin copies.)"""
+    generates = training_args.predict_with_generate
+    check_best_model_flags(
+        training_args.early_stopping_patience,
+        training_args.early_stopping_threshold,
+        training_args.load_best_model_at_end,
+        training_args.metric_for_best_model,
+        ["loss", "bleu", "chrf", "gen_len"] if generates else ["loss"],
+        None if training_args.do_train and training_args.eval_strategy != "no" else EVALUATIONS_FIX,
+        training_args.average_last_checkpoints,
+        "pick one of those" if generates else "BLEU and chrF need --predict_with_generate",
+    )
+    check_trainer_averaging(training_args)
+    check_num_return_sequences(
+        training_args.num_return_sequences,
+        num_beams or training_args.generation_num_beams,
+        training_args.do_predict and generates,
+        training_args.generation_backend,
+    )
+
+
 def make_compute_metrics(
     tokenizer,
     references: list[str | list[str]],
@@ -468,6 +520,7 @@ def main() -> None:
         training_args.ctranslate2_compute_type,
         training_args.predict_with_generate and (training_args.do_eval or training_args.do_predict),
     )
+    validate_final_model_args(training_args, data_args.num_beams)
     last_checkpoint = validate_args(model_args, data_args, training_args)
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         logger.info("There is nothing to do: pass --do_train, --do_eval and/or --do_predict.")
@@ -570,6 +623,7 @@ def main() -> None:
         return tokenized, references
 
     train_dataset = eval_dataset = predict_dataset = None
+    card_notes = []
     eval_references = predict_references = None
     if training_args.do_train:
         train_dataset, _ = tokenize("train", data_args.max_train_samples, data_args.max_target_length)
@@ -605,6 +659,11 @@ def main() -> None:
     final_num_beams = training_args.generation_num_beams
     if training_args.eval_num_beams is not None:
         training_args.generation_num_beams = training_args.eval_num_beams  # until training ends
+    check_num_return_sequences(
+        training_args.num_return_sequences,
+        final_num_beams or model.generation_config.num_beams,
+        training_args.do_predict,
+    )
     if training_args.generation_backend == "ctranslate2":  # refuse settings it cannot reproduce before training
         for beams in {final_num_beams, training_args.generation_num_beams}:
             check_model_and_generation(model, {"max_length": training_args.generation_max_length, "num_beams": beams})
@@ -645,6 +704,11 @@ def main() -> None:
         processing_class=tokenizer,
         data_collator=data_collator,
         compute_metrics=metrics_for(training_eval[1], training_eval[2]),
+        callbacks=[
+            EarlyStoppingCallback(training_args.early_stopping_patience, training_args.early_stopping_threshold)
+        ]
+        if training_args.early_stopping_patience
+        else None,
     )
     save_run_arguments(training_args.output_dir, model_args, data_args, training_args)
     logger.info(describe_trainer_run(trainer, train_dataset, eval_dataset, predict_dataset))
@@ -653,12 +717,15 @@ def main() -> None:
     if training_args.do_train:
         checkpoint = training_args.resume_from_checkpoint or last_checkpoint
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        card_notes = finish_trainer_training(trainer)  # best model, averaged checkpoints: what the card says
         trainer.save_model()  # saves the tokenizer too
         metrics = train_result.metrics
         metrics["train_samples"] = len(train_dataset)
         log_metrics(trainer, "train", metrics)
         save_results(trainer, "train", metrics)
         save_trainer_state(trainer)
+        if trainer.is_world_process_zero():
+            write_training_curves(training_args.output_dir)
     training_args.generation_num_beams = final_num_beams
 
     # Evaluate.
@@ -675,11 +742,21 @@ def main() -> None:
     if training_args.do_predict:
         logger.info("*** Predict ***")
         trainer.compute_metrics = None  # the eval references do not apply; predictions are scored below
+        trainer.num_return_sequences = training_args.num_return_sequences  # > 1: n-best lists
         predict_results = trainer.predict(predict_dataset, metric_key_prefix="predict")
         metrics = predict_results.metrics
         metrics["predict_samples"] = len(predict_dataset)
-        if training_args.predict_with_generate:
+        if training_args.predict_with_generate and training_args.num_return_sequences > 1:
+            nbest_ids, nbest_scores = restore_nbest_order(
+                predict_results.predictions, len(predict_dataset), predict_order
+            )
+            token_ids = nbest_ids[:, 0]  # the best hypothesis: what the .txt, the scores and the records hold
+            if trainer.is_world_process_zero():
+                path = os.path.join(training_args.output_dir, "generated_predictions.nbest.jsonl")
+                write_nbest_predictions(path, tokenizer, nbest_ids, nbest_scores)
+        elif training_args.predict_with_generate:
             token_ids = restore_input_order(predict_results.predictions, len(predict_dataset), predict_order)
+        if training_args.predict_with_generate:
             predictions, gen_len = decode_predictions(
                 tokenizer, token_ids, len(predict_dataset), training_args.generation_max_length
             )
@@ -719,7 +796,16 @@ def main() -> None:
         trainer.push_to_hub(**card)
     elif training_args.do_train:
         trainer.create_model_card(**card)
-    if trainer.is_world_process_zero():
+    if trainer.is_world_process_zero():  # our section: results with signatures, data, notes, the command line
+        data = {"Dataset": card.get("dataset"), "Languages": f"{source_key} -> {target_key}"}
+        data |= {flag: getattr(data_args, flag.lstrip("-")) for flag in DATA_FILE_FLAGS.values()}
+        write_model_card(
+            training_args.output_dir,
+            base_model=model_args.model_name_or_path,
+            task="translation",
+            data=data,
+            notes=card_notes,
+        )
         written = sorted(set(os.listdir(training_args.output_dir)) - set(BOOKKEEPING_FILES))
         logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: {', '.join(written)}")
     # Every process waits for the others, then closes the process group of a multi-process launch: a process that

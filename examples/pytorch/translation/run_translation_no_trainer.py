@@ -43,6 +43,12 @@ import time
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
+from best_model import (
+    add_best_model_arguments,
+    check_accelerate_best_model_flags,
+    finish_accelerate_training,
+    note_epoch_evaluation,
+)
 from huggingface_hub import create_repo
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -80,6 +86,7 @@ from ctranslate2_generation import (
     check_model_and_generation,
     generator_for,
 )
+from model_card import write_model_card
 from seq2seq_checks import (
     BOOKKEEPING_FILES,
     DATA_FILE_FLAGS,
@@ -92,8 +99,11 @@ from seq2seq_checks import (
     save_run_arguments,
 )
 from seq2seq_data import (
+    NBEST_HELP,
     DataCollatorForSeq2SeqAllowingNoLabels,
+    check_num_return_sequences,
     first_reference,
+    write_nbest_predictions,
     write_prediction_records,
     write_predictions,
 )
@@ -104,6 +114,7 @@ from seq2seq_setup import (
     load_model_and_tokenizer,
 )
 from trainer_speedups import check_eval_max_tokens, order_for_generation
+from training_curves import write_training_curves
 from translation_data import (
     T5_LANGUAGE_NAMES,
     check_languages_in_data,
@@ -254,6 +265,7 @@ def add_preprocessing_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="Beams for generation in eval/predict (default: the model's generation config). 1 = greedy.",
     )
+    prep.add_argument("--num_return_sequences", type=int, default=1, help=NBEST_HELP)
     prep.add_argument(
         "--predict_with_generate",
         default=True,
@@ -278,6 +290,7 @@ def parse_args() -> argparse.Namespace:
         add_preprocessing_arguments,
         add_model_arguments,
         add_training_arguments,
+        add_best_model_arguments,
     ):
         add_arguments(parser)
     one_line_errors(parser)
@@ -334,6 +347,9 @@ def check_translation_args(args: argparse.Namespace) -> None:
         raise UsageError(
             f"--romanian_postprocessing is for Romanian targets, but --target_lang is {args.target_lang}; drop it"
         )
+    evaluates = None if args.validation_file or args.dataset_name else "add --validation_file"
+    check_accelerate_best_model_flags(args, ["bleu", "chrf", "gen_len"], evaluates)
+    check_num_return_sequences(args.num_return_sequences, args.num_beams, args.do_predict, args.generation_backend)
     if not args.predict_with_generate:
         # Upstream's flag was type=bool and unused; a silent no-op would suggest an evaluation by loss.
         raise UsageError(
@@ -442,6 +458,9 @@ def main() -> None:
     args.max_source_length = fit_position_embeddings(model, args.max_source_length, args.resize_position_embeddings)
     if args.generation_backend == "ctranslate2":  # refuse settings it cannot reproduce before training
         check_model_and_generation(model, {"max_length": args.val_max_target_length, "num_beams": args.num_beams})
+    check_num_return_sequences(
+        args.num_return_sequences, args.num_beams or model.generation_config.num_beams, args.do_predict
+    )
     if config.model_type == "t5" and not args.source_prefix:
         source_name = T5_LANGUAGE_NAMES.get(source_key, source_key)
         target_name = T5_LANGUAGE_NAMES.get(target_key, target_key)
@@ -596,7 +615,9 @@ def main() -> None:
     if args.num_beams is not None:
         gen_kwargs["num_beams"] = args.num_beams
 
-    def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str], tuple[list[int], list[bool]]]:
+    def evaluate(dataloader, references, split: str, order) -> tuple[dict, list[str], tuple, tuple | None]:
+        """Metrics, translations, per example (generated tokens, hit the length limit), and the n-best lists
+        (--num_return_sequences, predict only) or None."""
         ctranslate2 = generator_for(  # converted again only if training changed the weights
             args.generation_backend,
             accelerator.unwrap_model(model),
@@ -605,7 +626,7 @@ def main() -> None:
             args.ctranslate2_compute_type,
             accelerator,
         )
-        predictions, gen_len, lengths = generate_texts(
+        predictions, gen_len, lengths, nbest = generate_texts(
             accelerator,
             model,
             dataloader,
@@ -615,12 +636,14 @@ def main() -> None:
             order,
             args.eval_beams_share_cross_attention,
             ctranslate2,
+            args.num_return_sequences if split == "predict" else 1,
         )
         metrics = {}
         if references is not None:
             scores = compute_translation_metrics(predictions, references, bleu_tokenize, args.romanian_postprocessing)
             metrics = {f"{split}_{key}": value for key, value in scores.items()}
-        return {**metrics, f"{split}_gen_len": gen_len, f"{split}_samples": len(predictions)}, predictions, lengths
+        metrics |= {f"{split}_gen_len": gen_len, f"{split}_samples": len(predictions)}
+        return metrics, predictions, lengths, nbest
 
     eval_metrics = eval_predictions = eval_lengths = None
     progress_bar = tqdm(
@@ -681,18 +704,20 @@ def main() -> None:
                 save_checkpoint(accelerator, args.output_dir, f"step_{progress.completed_steps}")
 
         progress.epoch, progress.batches_done = epoch + 1, 0
+        stop = False
         if eval_dataloader is not None:
-            eval_metrics, eval_predictions, eval_lengths = evaluate(
+            eval_metrics, eval_predictions, eval_lengths, _ = evaluate(
                 eval_dataloader, eval_references, "eval", eval_order
             )
             logger.info(f"epoch {epoch}, step {progress.completed_steps}: {eval_metrics}")
+            stop = note_epoch_evaluation(args, progress, eval_metrics, epoch, train_log)
         if args.with_tracking:
             epoch_loss = sum(epoch_losses) / max(len(epoch_losses), 1)
             numbers = {key: value for key, value in (eval_metrics or {}).items() if not isinstance(value, str)}
             accelerator.log({**numbers, "train_loss": epoch_loss, "epoch": epoch}, step=progress.completed_steps)
         if args.checkpointing_steps == "epoch":
             save_checkpoint(accelerator, args.output_dir, f"epoch_{epoch}")
-        if progress.completed_steps >= max_train_steps:
+        if stop or progress.completed_steps >= max_train_steps:
             break
         if args.push_to_hub:
             save_model(accelerator, model, tokenizer, args.output_dir)
@@ -700,8 +725,13 @@ def main() -> None:
                 push_folder(args, repo_id, f"Training in progress epoch {epoch}")
     progress_bar.close()
     train_runtime = time.time() - start_time
-    if eval_dataloader is not None and eval_metrics is None:  # resumed from a checkpoint of the finished run
-        eval_metrics, eval_predictions, eval_lengths = evaluate(eval_dataloader, eval_references, "eval", eval_order)
+    card_notes = finish_accelerate_training(accelerator.unwrap_model(model), args, progress)
+    if card_notes and (args.average_last_checkpoints or progress.best_step != progress.completed_steps):
+        eval_metrics = None  # other weights than the last evaluation's: evaluate them
+    if eval_dataloader is not None and eval_metrics is None:  # also when resumed from a finished run's checkpoint
+        eval_metrics, eval_predictions, eval_lengths, _ = evaluate(
+            eval_dataloader, eval_references, "eval", eval_order
+        )
 
     # Save the model, the training summary and the last evaluation.
     save_model(accelerator, model, tokenizer, args.output_dir)
@@ -731,7 +761,7 @@ def main() -> None:
     # record per example with its own scores and generated length (.jsonl).
     if predict_dataloader is not None:
         logger.info("*** Predict ***")
-        predict_metrics, predictions, lengths = evaluate(
+        predict_metrics, predictions, lengths, nbest = evaluate(
             predict_dataloader, predict_references, "predict", predict_order
         )
         logger.info(f"predict metrics: {predict_metrics}")
@@ -744,6 +774,9 @@ def main() -> None:
                 bleu_tokenize,
                 args.romanian_postprocessing,
             )
+            if nbest is not None:
+                path = os.path.join(args.output_dir, "generated_predictions.nbest.jsonl")
+                write_nbest_predictions(path, tokenizer, *nbest)
             save_metrics(args.output_dir, "predict", predict_metrics)
 
     # Push to the Hub.
@@ -751,6 +784,14 @@ def main() -> None:
         push_folder(args, repo_id, "End of training")
     accelerator.end_training()
     if accelerator.is_main_process:
+        write_training_curves(args.output_dir)
+        data = {
+            "Dataset": f"{args.dataset_name} {args.dataset_config_name or ''}".strip() if args.dataset_name else None
+        }
+        data["Languages"] = f"{args.source_lang} -> {args.target_lang}"
+        data |= {flag: getattr(args, flag.lstrip("-")) for flag in DATA_FILE_FLAGS.values()}
+        base_model = args.model_name_or_path or f"new {args.model_type} model"
+        write_model_card(args.output_dir, base_model=base_model, task="translation", data=data, notes=card_notes)
         written = sorted(set(os.listdir(args.output_dir)) - set(BOOKKEEPING_FILES))
         logger.info(f"Outputs in {os.path.abspath(args.output_dir)}: {', '.join(written)}")
 

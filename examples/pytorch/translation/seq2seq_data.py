@@ -236,3 +236,50 @@ def write_prediction_records(
             record["generated_tokens"] = generated_tokens[index]
             record["hit_length_limit"] = hit_length_limit[index]
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+NBEST_HELP = (
+    "For --do_predict with beam search: also write the K best hypotheses of each example with their scores "
+    "(generated_predictions.nbest.jsonl, for reranking); generated_predictions.txt keeps the best one. K <= beams."
+)
+
+
+def check_num_return_sequences(value: int, beams: int | None, predicts: bool, backend: str = "transformers") -> None:
+    """--num_return_sequences K (n-best lists) is 1, or up to the beams of a predict run generating with
+    transformers (`beams`: None while the model's default is not known yet); raises UsageError."""
+    if value < 1:
+        raise UsageError(f"--num_return_sequences must be at least 1, got {value}")
+    if value == 1:
+        return
+    if not predicts:
+        raise UsageError(
+            "--num_return_sequences writes n-best lists of the test set: add --do_predict and "
+            "--predict_with_generate, or drop it"
+        )
+    if backend != "transformers":
+        raise UsageError(
+            "--num_return_sequences: n-best scores come from the transformers backend; drop --generation_backend "
+            f"{backend} or --num_return_sequences"
+        )
+    if beams is not None and value > beams:
+        raise UsageError(
+            f"--num_return_sequences {value} is more than the {beams} beam(s) of the search; pass --num_beams "
+            f"{value} (or more), or fewer sequences"
+        )
+
+
+def write_nbest_predictions(path: str, tokenizer, token_ids: np.ndarray, scores: np.ndarray) -> None:
+    """generated_predictions.nbest.jsonl: per example (examples x K x length ids, in input order), its K
+    hypotheses best first with the scores beam search ranked them by, `{"index", "hypotheses": [{"text",
+    "score"}]}`; the first hypothesis is the line of generated_predictions.txt."""
+    with atomic_write(path) as handle:
+        for index, (hypotheses, hypothesis_scores) in enumerate(zip(token_ids, scores, strict=True)):
+            texts, _ = decode_predictions(tokenizer, hypotheses, len(hypotheses))
+            record = {
+                "index": index,
+                "hypotheses": [
+                    {"text": text, "score": round(float(score), 6)}
+                    for text, score in zip(texts, hypothesis_scores, strict=True)
+                ],
+            }
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
