@@ -32,6 +32,8 @@ TEST_ENV = {
 _HF_HOMES = tempfile.mkdtemp(prefix="seq2seq-tests-hf-home-")
 atexit.register(shutil.rmtree, _HF_HOMES, ignore_errors=True)
 TEST_ENV["HF_HOME"] = os.path.join(_HF_HOMES, "shared")
+# matplotlib (training_curves.png) keeps its font cache here instead of the user's ~/.cache/matplotlib.
+TEST_ENV["MPLCONFIGDIR"] = os.path.join(_HF_HOMES, "matplotlib")
 
 
 def fresh_hf_home() -> str:

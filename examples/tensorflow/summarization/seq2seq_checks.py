@@ -40,7 +40,9 @@ RESULT_FILES = (
     "predict_results.json",
     "generated_predictions.txt",
     "generated_predictions.jsonl",
+    "generated_predictions.nbest.jsonl",
     "trainer_state.json",
+    "training_curves.png",
 )
 
 

@@ -131,6 +131,22 @@ SUMMARIZATION_CASES = {
         {"--output_dir": "{tmp}/killed", "--resume_from_checkpoint": "{tmp}/killed/step_3"},
         ("--resume_from_checkpoint {tmp}/killed/step_3: incomplete checkpoint (no model.safetensors", "scratch"),
     ),
+    "best model without a metric": BadInput(
+        {"--load_best_model_at_end": "", "--checkpointing_steps": "epoch"},
+        "needs --metric_for_best_model (computed here: rouge1, rouge2, rougeL, rougeLsum, gen_len)",
+    ),
+    "patience without validation data": BadInput(
+        {
+            "--validation_file": None,
+            "--early_stopping_patience": "1",
+            "--load_best_model_at_end": "",
+            "--metric_for_best_model": "rouge2",
+            "--checkpointing_steps": "epoch",
+        },
+        "there are none: add --validation_file",
+    ),
+    "average without checkpoints": BadInput({"--average_last_checkpoints": "2"}, "add --checkpointing_steps N"),
+    "n-best without predict": BadInput({"--num_return_sequences": "2", "--num_beams": "2"}, "add --do_predict"),
 }
 
 TRANSLATION_CASES = {
@@ -157,6 +173,13 @@ TRANSLATION_CASES = {
     "latin-1 file": BadInput({"--validation_file": "{tmp}/latin1.jsonl"}, "not UTF-8 text (line 2"),
     "output dir with results": BadInput({"--output_dir": "{tmp}/finished"}, "--overwrite_output_dir"),
     "misspelt flag": BadInput({"--source_langs": "en"}, "did you mean --source_lang?"),
+    "best model without epoch checkpoints": BadInput(
+        {"--load_best_model_at_end": "", "--metric_for_best_model": "bleu"}, "add --checkpointing_steps epoch"
+    ),
+    "n-best over beams": BadInput(
+        {"--num_beams": "2", "--num_return_sequences": "4", "--do_predict": None, "--test_file": WMT16},
+        ("--num_return_sequences 4 exceeds --num_beams 2", "pass --num_beams 4"),
+    ),
 }
 
 

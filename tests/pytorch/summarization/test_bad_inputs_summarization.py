@@ -140,6 +140,38 @@ CASES = {
         {"--resume_from_checkpoint": "{tmp}/incomplete_run/checkpoint-2"},
         ("incomplete checkpoint (no model.safetensors", "earlier"),
     ),
+    # The final model (early stopping, best model, averaged checkpoints) and n-best lists: before anything loads.
+    "patience 0": BadInput(
+        {"--early_stopping_patience": "0", "--load_best_model_at_end": "", "--eval_strategy": "steps"},
+        "--early_stopping_patience must be at least 1",
+    ),
+    "patience without best model": BadInput(
+        {"--early_stopping_patience": "2", "--eval_strategy": "steps"}, "add --load_best_model_at_end True"
+    ),
+    "best-model metric not computed": BadInput(
+        {"--load_best_model_at_end": "", "--eval_strategy": "steps", "--metric_for_best_model": "rouge2"},
+        ("--metric_for_best_model rouge2: this run does not compute it (computed: loss)", "--predict_with_generate"),
+    ),
+    "unknown best-model metric": BadInput(
+        {**GENERATE, "--load_best_model_at_end": "", "--eval_strategy": "steps", "--metric_for_best_model": "bleu"},
+        "(computed: loss, rouge1, rouge2, rougeL, rougeLsum, gen_len)",
+    ),
+    "threshold without patience": BadInput(
+        {"--early_stopping_threshold": "0.5"}, "--early_stopping_threshold needs --early_stopping_patience"
+    ),
+    "average 0 checkpoints": BadInput({"--average_last_checkpoints": "0"}, "must be at least 1 checkpoint"),
+    "average more than kept": BadInput(
+        {"--average_last_checkpoints": "3", "--save_total_limit": "2"}, "--save_total_limit 2 keeps fewer"
+    ),
+    "n-best without predict": BadInput({"--num_return_sequences": "2"}, "add --do_predict"),
+    "n-best over beams": BadInput(
+        {**GENERATE, "--do_predict": "", "--test_file": str(XSUM), "--num_beams": "2", "--num_return_sequences": "3"},
+        ("--num_return_sequences 3 is more than the 2 beam(s)", "--num_beams 3"),
+    ),
+    "n-best with greedy model": BadInput(
+        {**GENERATE, "--do_predict": "", "--test_file": str(XSUM), "--num_return_sequences": "2"},
+        "more than the 1 beam(s)",
+    ),
 }
 
 

@@ -144,6 +144,25 @@ CASES = {
         ("already holds an earlier run (all_results.json)", "--overwrite_output_dir"),
     ),
     "not a checkpoint": BadInput({"--resume_from_checkpoint": "{tmp}/a_folder"}, "not a checkpoint folder"),
+    # The final model and n-best lists.
+    "best-model metric of the other task": BadInput(
+        {**GENERATE, "--load_best_model_at_end": "", "--eval_strategy": "steps", "--metric_for_best_model": "rouge2"},
+        "(computed: loss, bleu, chrf, gen_len)",
+    ),
+    "average without checkpoints": BadInput(
+        {"--average_last_checkpoints": "2", "--save_strategy": "no"}, "add --do_train and --save_strategy steps"
+    ),
+    "n-best with ctranslate2": BadInput(
+        {
+            **GENERATE,
+            "--do_predict": "",
+            "--test_file": str(WMT16),
+            "--num_beams": "4",
+            "--num_return_sequences": "2",
+            "--generation_backend": "ctranslate2",
+        },
+        "n-best scores come from the transformers backend",
+    ),
 }
 
 
