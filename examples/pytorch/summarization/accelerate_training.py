@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 
 # Written during training (not results): --overwrite_output_dir deletes them with RESULT_FILES and the checkpoints.
-RUN_LOG_FILES = ("train_log.jsonl", "eval_predictions.txt", "eval_predictions.jsonl")
+RUN_LOG_FILES = ("train_log.jsonl", "eval_log.jsonl", "eval_predictions.txt", "eval_predictions.jsonl")
 CHECKPOINT_NAME = re.compile(r"(step|epoch)_\d+")  # accelerator.save_state folders, as upstream names them
 PARTIAL_SUFFIX = ".partial"  # a checkpoint being written; renamed to its final name once complete
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
@@ -554,7 +554,7 @@ def save_metrics(output_dir: str, split: str, metrics: dict) -> None:
 
 
 def open_train_log(path: str, resumed_step: int):
-    """Open train_log.jsonl (one line per optimizer step) for appending. A resumed run keeps the lines up to its
+    """Open train_log.jsonl (one line per optimizer step) or eval_log.jsonl (one per evaluation) for appending. A resumed run keeps the lines up to its
     checkpoint's step and drops later ones (written after the checkpoint by the interrupted run)."""
     kept = []
     if resumed_step and os.path.isfile(path):

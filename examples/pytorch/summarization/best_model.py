@@ -238,14 +238,14 @@ def finish_accelerate_training(model, args, progress) -> list[str]:
     return notes
 
 
-def note_epoch_evaluation(args, progress, metrics: dict, epoch: int, train_log) -> bool:
-    """The twins' bookkeeping after an epoch's evaluation: an eval line in train_log.jsonl beside the step lines
-    (training_curves.py draws it; `train_log` is None on other processes), then the best model and early
+def note_epoch_evaluation(args, progress, metrics: dict, epoch: int, eval_log) -> bool:
+    """The twins' bookkeeping after an epoch's evaluation: a line in eval_log.jsonl with the step and the numeric
+    metrics (training_curves.py draws it; `eval_log` is None on other processes), then the best model and early
     stopping (`record_evaluation`, against the epoch_N checkpoint saved next). Returns True to stop training."""
-    if train_log is not None:
+    if eval_log is not None:
         numbers = {key: value for key, value in metrics.items() if not isinstance(value, str)}
-        train_log.write(json.dumps({"step": progress.completed_steps, "epoch": epoch, **numbers}) + "\n")
-        train_log.flush()
+        eval_log.write(json.dumps({"step": progress.completed_steps, "epoch": epoch, **numbers}) + "\n")
+        eval_log.flush()
     if args.metric_for_best_model is None:
         return False
     checkpoint = f"epoch_{epoch}" if args.checkpointing_steps == "epoch" else None

@@ -508,9 +508,10 @@ def main() -> None:
             f"Resuming training from {resume_from}: step {progress.completed_steps}, epoch {progress.epoch}, "
             f"{progress.batches_done} batches into it"
         )
-    train_log = None
+    train_log = eval_log = None
     if accelerator.is_main_process:
         train_log = open_train_log(os.path.join(args.output_dir, "train_log.jsonl"), progress.completed_steps)
+        eval_log = open_train_log(os.path.join(args.output_dir, "eval_log.jsonl"), progress.completed_steps)
 
     # Train, evaluating after every epoch.
     examples = {"train": len(train_dataset)}
@@ -614,7 +615,7 @@ def main() -> None:
         if eval_dataloader is not None:
             eval_metrics, eval_predictions, _, _ = evaluate(eval_dataloader, eval_references, "eval", eval_order)
             logger.info(f"epoch {epoch}, step {progress.completed_steps}: {eval_metrics}")
-            stop = note_epoch_evaluation(args, progress, eval_metrics, epoch, train_log)
+            stop = note_epoch_evaluation(args, progress, eval_metrics, epoch, eval_log)
         if args.with_tracking:
             epoch_loss = sum(epoch_losses) / max(len(epoch_losses), 1)
             epoch_log = {**(eval_metrics or {}), "train_loss": epoch_loss, "epoch": epoch}
@@ -640,6 +641,7 @@ def main() -> None:
     finished = {"epoch": progress.epoch, "step": progress.completed_steps}
     if accelerator.is_main_process:
         train_log.close()
+        eval_log.close()
         train_metrics = {
             "train_loss": progress.loss_sum / max(progress.completed_steps, 1),
             "train_runtime": round(train_runtime, 4),

@@ -7,7 +7,8 @@ small command line tool for any run folder, also one still training (it reads th
     python examples/pytorch/summarization/training_curves.py RUN_DIR [--output FILE]
 
 Where the numbers come from: `trainer_state.json` ("log_history") for Trainer runs, the one in RUN_DIR or in its newest
-`checkpoint-N/`, whichever has more steps; `train_log.jsonl` (one JSON object per line) for the `_no_trainer` twins.
+`checkpoint-N/`, whichever has more steps; `train_log.jsonl` (one JSON object per step) and `eval_log.jsonl` (one per
+evaluation) for the `_no_trainer` twins.
 The series drawn are stored as JSON in the PNG itself (compressed text chunk "training_curves"):
 `read_plotted_series(png_path)` gives them back, so what a picture shows can be checked from the file alone.
 
@@ -108,7 +109,11 @@ def find_log_history(run_dir: str) -> tuple[list[dict], str]:
         return found
     train_log = os.path.join(run_dir, "train_log.jsonl")
     if os.path.isfile(train_log):
-        return _read_train_log(train_log), train_log
+        entries = _read_train_log(train_log)
+        eval_log = os.path.join(run_dir, "eval_log.jsonl")  # the twins' evaluations, one line each
+        if os.path.isfile(eval_log):
+            entries = sorted(entries + _read_train_log(eval_log), key=lambda entry: entry.get("step", 0))
+        return entries, train_log
     raise UsageError(
         f"RUN_DIR {run_dir} has no log history (no trainer_state.json, in it or in a checkpoint-N folder, and no "
         "train_log.jsonl); pass the --output_dir of a run that has logged a training step"

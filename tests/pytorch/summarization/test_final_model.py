@@ -141,7 +141,7 @@ def test_twin_stops_on_a_plateau_and_restores_the_best_epoch(tiny_models, tmp_pa
         + ["--checkpointing_steps", "epoch", "--val_max_target_length", "8", "--logging_steps", "1"]
         + ["--early_stopping_patience", str(PATIENCE), "--load_best_model_at_end", "--metric_for_best_model", "rougeL"]
     )
-    evaluations = [record for record in read_jsonl(output_dir / "train_log.jsonl") if "eval_rougeL" in record]
+    evaluations = [record for record in read_jsonl(output_dir / "eval_log.jsonl")]
     best, last = expected_stop([record["eval_rougeL"] for record in evaluations], PATIENCE)
     assert len(evaluations) == last + 1 < 12  # stopped before the epoch limit
     saved = load_file(output_dir / "model.safetensors")

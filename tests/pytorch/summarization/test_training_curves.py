@@ -134,19 +134,22 @@ def test_twin_run_training_series_equal_train_log(twin_run):
     stored = png_series(output_dir / "training_curves.png")
     assert stored["loss"] == {"step": [1, 2, 3, 4, 5], "value": [line["loss"] for line in steps]}
     assert stored["learning_rate"] == {"step": [1, 2, 3, 4, 5], "value": [line["lr"] for line in steps]}
-    # Evaluation lines (when the twin writes them): every numeric metric drawn as logged.
+    # The evaluation after the epoch (eval_log.jsonl): every numeric metric drawn as logged.
+    evaluations = read_jsonl(output_dir / "eval_log.jsonl")
+    assert [line["step"] for line in evaluations] == [5]
     not_metrics = ("_runtime", "_per_second", "_time", "_samples")  # as the docstring says; signatures are strings
-    eval_keys = {key for line in lines for key in line if key.startswith("eval_")}
+    eval_keys = {key for line in evaluations for key in line if key.startswith("eval_")}
     eval_keys = {key for key in eval_keys if not key.endswith(not_metrics) and not key.endswith("_signature")}
+    assert {"eval_rouge1", "eval_rougeLsum", "eval_gen_len"} <= eval_keys
     assert set(stored) == {"loss", "learning_rate", *eval_keys}
-    assert {key: stored[key] for key in eval_keys} == expected_series(lines, eval_keys)
+    assert {key: stored[key] for key in eval_keys} == expected_series(evaluations, eval_keys)
 
 
 def write_lines(path, lines: list, tail: str = "") -> None:
     path.write_text("".join(json.dumps(line) + "\n" for line in lines) + tail, encoding="utf-8")
 
 
-def test_twin_eval_lines_nan_losses_and_a_half_written_last_line(tmp_path):
+def test_twin_step_and_eval_logs_nan_losses_and_a_half_written_last_line(tmp_path):
     lines = [
         {"step": 1, "epoch": 0, "loss": 9.0, "lr": 1e-3},
         {"step": 2, "epoch": 0, "loss": float("nan"), "lr": 2e-3},
@@ -157,7 +160,9 @@ def test_twin_eval_lines_nan_losses_and_a_half_written_last_line(tmp_path):
         {"step": 4, "epoch": 1, "eval_bleu": 2.5, "eval_loss": 6.0, "eval_chrf": 12.5, "eval_gen_len": 11.0,
          "eval_samples": 10},
     ]  # fmt: skip
-    write_lines(tmp_path / "train_log.jsonl", lines, tail='{"step": 5, "epoch": 1, "lo')  # the run is writing it
+    steps = [line for line in lines if "loss" in line]
+    write_lines(tmp_path / "train_log.jsonl", steps, tail='{"step": 5, "epoch": 1, "lo')  # the run is writing it
+    write_lines(tmp_path / "eval_log.jsonl", [line for line in lines if "loss" not in line])
     log_history = training_curves.read_log_history(str(tmp_path))
     assert len(log_history) == 6 and "lr" not in log_history[0] and log_history[0]["learning_rate"] == 1e-3
     series = training_curves.plot_training_curves(log_history, str(tmp_path / "curves.png"), title="a twin run")
