@@ -35,6 +35,10 @@ def prepare_folder(tmp_path, models) -> None:
             (latin1 / f"{split}.{side}").write_bytes(text + f"{line}\n".encode("latin-1"))
     (tmp_path / "earlier_predictions.txt").write_text("an earlier run's predictions\n", encoding="utf-8")
     (tmp_path / "earlier_scores.json").write_text('{"rouge2": 21.3}\n', encoding="utf-8")
+    # An earlier run's n-best lists (20 lines, as the en-ro test set), without its predictions and records.
+    (tmp_path / "earlier.nbest.jsonl").write_text(
+        "".join(json.dumps({"id": i, "hypotheses": []}) + "\n" for i in range(20)), encoding="utf-8"
+    )
     for folder, names in {
         "packed": ["train.source", "train.target"],
         "search": ["search_results.json"],
@@ -65,6 +69,7 @@ def prepare_folder(tmp_path, models) -> None:
 
 
 # ----------------------------------------------------------------------------- the cases, one dict per tool
+NBEST = ["--num_beams", "2", "--num_return_sequences", "2"]  # n-best lists that fit the beams
 RUN_EVAL = {
     # The data loss: rouge_cli takes PRED REF, so `run_eval.py MODEL test.source test.target` looks right.
     "swapped_args_would_replace_references": BadInput([T5, SRC, TGT], ("SAVE_PATH", "already exists", "--overwrite")),
@@ -111,6 +116,29 @@ RUN_EVAL = {
         ("SAVE_PATH's records", "is also --reference_path"),
     ),
     "save_path_is_jsonl": BadInput([T5, SRC, "{tmp}/new.jsonl"], ("ends in .jsonl", "e.g. .txt")),
+    # n-best lists (--num_return_sequences K > 1): at most one hypothesis per beam, scored by transformers only.
+    "nbest_more_than_beams": BadInput(
+        [T5, SRC, "{tmp}/new.txt", "--num_beams", "2", "--num_return_sequences", "3"],
+        ("--num_return_sequences 3 exceeds --num_beams 2", "pass --num_beams 3 or more"),
+    ),
+    "nbest_with_greedy_generation_config": BadInput(
+        [T5, SRC, "{tmp}/new.txt", "--num_return_sequences", "2"],
+        ("--num_return_sequences 2", "the model's generation config gives greedy search", "pass --num_beams 2"),
+    ),
+    "nbest_0": BadInput(
+        [T5, SRC, "{tmp}/new.txt", "--num_return_sequences", "0"], "--num_return_sequences must be at least 1"
+    ),
+    "nbest_with_ctranslate2": BadInput(
+        [MARIAN, SRC, "{tmp}/new.txt", *NBEST, "--generation_backend", "ctranslate2"],
+        ("n-best scores come from the transformers backend", "drop --generation_backend ctranslate2"),
+    ),
+    "nbest_file_exists": BadInput(
+        [T5, SRC, "{tmp}/earlier.txt", *NBEST], ("SAVE_PATH's n-best lists", "earlier.nbest.jsonl already exists")
+    ),
+    "nbest_file_is_reference": BadInput(
+        [T5, SRC, "{tmp}/earlier.txt", *NBEST, "--reference_path", "{tmp}/earlier.nbest.jsonl", "--overwrite"],
+        ("SAVE_PATH's n-best lists", "is also --reference_path"),
+    ),
 }
 
 ROUGE_CLI = {
@@ -265,6 +293,11 @@ FINETUNE = {
     "--model_name_or_path": T5, "--data_dir": "{tmp}/data", "--output_dir": "{tmp}/out", "--do_train": "",
     "--report_to": "none", "--max_steps": "1",
 }  # fmt: skip
+# Early stopping flags that work together (evaluation and checkpoint every step, the best model kept).
+EARLY_STOPPING = {
+    "--early_stopping_patience": "2", "--eval_strategy": "steps", "--eval_steps": "1", "--save_steps": "1",
+    "--load_best_model_at_end": "",
+}  # fmt: skip
 FINETUNE_TRAINER = {
     "flag_typo": BadInput({"--learning_rte": "1e-4"}, "did you mean --learning_rate?"),
     "max_steps_0": BadInput({"--max_steps": "0"}, "--max_steps must be at least 1"),
@@ -283,6 +316,48 @@ FINETUNE_TRAINER = {
     "data_dir_is_a_file": BadInput({"--data_dir": "{tmp}/notes.txt"}, "is a file"),
     "encoder_only_model": BadInput({"--model_name_or_path": BERT}, "not an encoder-decoder"),
     "rouge_backend_perl": BadInput({"--rouge_backend": "perl"}, ("--rouge_backend 'perl'", "rouge_score or official")),
+    # Early stopping on the metric: refused before anything loads, with the flags that make it work.
+    "early_stopping_patience_0": BadInput(
+        {"--early_stopping_patience": "0"}, "--early_stopping_patience must be at least 1"
+    ),
+    "early_stopping_negative_threshold": BadInput(
+        {"--early_stopping_patience": "2", "--early_stopping_threshold": "-0.5"},
+        "--early_stopping_threshold must be 0 or more",
+    ),
+    "early_stopping_threshold_without_patience": BadInput(
+        {"--early_stopping_threshold": "0.5"}, ("--early_stopping_threshold needs --early_stopping_patience",)
+    ),
+    "early_stopping_without_evaluations": BadInput(
+        {"--early_stopping_patience": "2"}, ("counts evaluations during training", "--eval_strategy steps")
+    ),
+    "early_stopping_without_load_best_model": BadInput(
+        {"--early_stopping_patience": "2", "--eval_strategy": "steps", "--eval_steps": "1"},
+        ("needs --load_best_model_at_end", "add --load_best_model_at_end"),
+    ),
+    "load_best_model_without_evaluations": BadInput(
+        {"--early_stopping_patience": "2", "--load_best_model_at_end": ""},
+        ("checkpoints must be saved at evaluations", "--eval_strategy is no", "pass --eval_strategy steps"),
+    ),
+    "load_best_model_save_steps_not_a_multiple": BadInput(
+        {**EARLY_STOPPING, "--eval_steps": "2", "--save_steps": "3"},
+        ("--save_steps 3 is not a multiple of --eval_steps 2", "pass --save_steps 2"),
+    ),
+    "load_best_model_save_strategy_mismatch": BadInput(
+        {**EARLY_STOPPING, "--eval_steps": "2", "--save_strategy": "epoch"},
+        ("--save_strategy epoch does not match --eval_strategy steps", "pass --save_strategy steps"),
+    ),
+    "best_metric_needs_generation": BadInput(
+        {**EARLY_STOPPING, "--metric_for_best_model": "rouge2"},
+        ("--metric_for_best_model rouge2", "computed: loss", "add --predict_with_generate"),
+    ),
+    "best_metric_of_another_task": BadInput(
+        {**EARLY_STOPPING, "--predict_with_generate": "", "--metric_for_best_model": "bleu"},
+        ("--metric_for_best_model bleu", "computed: loss, rouge1, rouge2, rougeL, rougeLsum, gen_len"),
+    ),
+    "best_metric_unknown": BadInput(
+        {**EARLY_STOPPING, "--task": "translation", "--predict_with_generate": "", "--metric_for_best_model": "acc"},
+        ("--metric_for_best_model acc", "computed: loss, bleu, gen_len"),
+    ),
 }
 
 DISTILL = {

@@ -12,6 +12,7 @@ import nltk
 import pytest
 import sacrebleu
 import torch
+from safetensors.torch import load_file
 from transformers import AutoModelForSeq2SeqLM
 
 from helpers import (
@@ -197,6 +198,39 @@ def test_sortish_and_token_budget_batches_have_less_padding(tiny_models, tmp_pat
         pad[name] = read_json(out / "train_results.json")["train_src_pad_frac"]
     assert pad["sortish"] < 0.5 * pad["random"], pad
     assert pad["token_budget"] < 0.5 * pad["random"], pad
+
+
+def test_early_stopping_on_a_plateau_stops_and_keeps_the_best_checkpoint(tiny_models, tmp_path):
+    """--early_stopping_patience 2 on val BLEU (the default metric: translation with generation): the tiny random
+    marian's BLEU stays 0 while training changes its weights, so training stops 2 evaluations after the first one,
+    long before --max_steps, and the saved model is that first evaluation's checkpoint, not the last step's."""
+    out = tmp_path / "out"
+    result = run_example(
+        [SCRIPT, "--model_name_or_path", tiny_models / "marian", "--data_dir", EN_RO, "--output_dir", out,
+         "--task", "translation", "--do_train", "--predict_with_generate", "--max_steps", "10",
+         "--learning_rate", "1e-3", "--eval_strategy", "steps", "--eval_steps", "1", "--save_steps", "1",
+         "--load_best_model_at_end", "--early_stopping_patience", "2", "--n_val", "4",
+         "--val_max_target_length", "8", "--logging_steps", "1", *COMMON]
+    )  # fmt: skip
+    state = read_json(out / "trainer_state.json")
+    evaluations = [(row["step"], row["eval_bleu"]) for row in state["log_history"] if "eval_bleu" in row]
+    assert state["global_step"] == 3 < state["max_steps"] == 10
+    assert evaluations == [(1, 0.0), (2, 0.0), (3, 0.0)]  # the plateau: no evaluation beats the first
+    assert os.path.basename(state["best_model_checkpoint"]) == "checkpoint-1" and state["best_metric"] == 0.0
+    log = result.stdout + result.stderr
+    assert "Early stopping: training stopped early at step 3 of 10" in log and "did not find eval_" not in log
+    training = read_json(out / "hparams.json")["training"]
+    assert training["metric_for_best_model"] == "bleu" and training["greater_is_better"] is True
+    # The saved weights are the best checkpoint's, and that is no accident: the last checkpoint's differ.
+    saved = load_file(out / "model.safetensors")
+    best = load_file(out / "checkpoint-1" / "model.safetensors")
+    last = load_file(out / "checkpoint-3" / "model.safetensors")
+    assert saved.keys() == best.keys() == last.keys()
+    assert all(torch.equal(saved[name], best[name]) for name in saved)
+    assert not all(torch.equal(saved[name], last[name]) for name in saved)
+    # The final evaluation (val_) is of that model, after training: recorded once, without the early stopping.
+    assert read_json(out / "all_results.json")["val_bleu"] == 0.0
+    assert [record["step"] for record in read_json(out / "metrics.json")["val"]] == [1, 2, 3, 3]
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,9 @@ import time
 import nltk
 import pytest
 import sacrebleu
+import torch
 from rouge_score import rouge_scorer
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from helpers import (
     FIXTURES,
@@ -203,6 +205,64 @@ def test_official_rouge_backend_signature_and_per_example_records(tiny_models, t
             one_sentence_per_line(record["references"][0]), one_sentence_per_line(record["prediction"])
         )
         assert record["scores"] == {key: round(100 * value.fmeasure, 4) for key, value in expected.items()}
+
+
+@pytest.fixture(scope="module")
+def nbest_runs(tiny_models, tmp_path_factory):
+    """Tiny marian, 4 beams, 12 inputs: `k3.*` with --num_return_sequences 3, `k1.*` the same command with 1."""
+    folder = tmp_path_factory.mktemp("nbest")
+    common = ["--task", "translation", "--bs", "4", "--num_beams", "4", "--max_length", "16", "--n_obs", "12"]
+    for k in (3, 1):
+        run_example(eval_args(tiny_models / "marian", folder / f"k{k}.txt", folder / f"k{k}.json", *common,
+                              "--num_return_sequences", str(k)))  # fmt: skip
+    return folder
+
+
+def test_nbest_lists_hold_k_hypotheses_best_first_the_first_being_the_prediction(nbest_runs):
+    rows = read_jsonl(nbest_runs / "k3.nbest.jsonl")
+    predictions = read_lines(nbest_runs / "k3.txt")
+    assert len(predictions) == 12 and [row["id"] for row in rows] == list(range(12))
+    for row, prediction in zip(rows, predictions, strict=True):
+        assert set(row) == {"id", "hypotheses"} and len(row["hypotheses"]) == 3
+        scores = [hypothesis["score"] for hypothesis in row["hypotheses"]]
+        assert scores == sorted(scores, reverse=True) and all(score < 0 for score in scores)
+        assert row["hypotheses"][0]["text"] == prediction
+    # Three different beams per input, not one hypothesis repeated.
+    assert all(len({hypothesis["text"] for hypothesis in row["hypotheses"]}) == 3 for row in rows)
+
+
+def test_nbest_scores_are_the_beam_search_scores_of_generate(nbest_runs, tiny_models):
+    """The scores are transformers' `sequences_scores` (length-penalised log-probabilities), recomputed here one
+    input at a time (no padding, hence the tolerance)."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models / "marian")
+    model = AutoModelForSeq2SeqLM.from_pretrained(tiny_models / "marian").eval()
+    rows = read_jsonl(nbest_runs / "k3.nbest.jsonl")
+    for line, row in zip(read_lines(SOURCE)[:4], rows, strict=False):
+        with torch.no_grad():
+            output = model.generate(
+                **tokenizer([line], return_tensors="pt"),
+                num_beams=4,
+                max_length=16,
+                num_return_sequences=3,
+                output_scores=True,
+                return_dict_in_generate=True,
+            )
+        texts = tokenizer.batch_decode(output.sequences, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        assert [hypothesis["text"] for hypothesis in row["hypotheses"]] == [text.strip() for text in texts]
+        expected = output.sequences_scores.tolist()
+        assert [hypothesis["score"] for hypothesis in row["hypotheses"]] == pytest.approx(expected, abs=1e-4)
+
+
+def test_nbest_run_writes_what_the_single_best_run_writes(nbest_runs):
+    """SAVE_PATH, its records and the scores of K = 3 are those of K = 1 with the same beams: the best hypothesis."""
+    assert read_lines(nbest_runs / "k3.txt") == read_lines(nbest_runs / "k1.txt")
+    assert read_jsonl(nbest_runs / "k3.jsonl") == read_jsonl(nbest_runs / "k1.jsonl")
+    scores = read_json(nbest_runs / "k3.json")
+    references = read_lines(TARGET)[:12]
+    assert scores["bleu"] == read_json(nbest_runs / "k1.json")["bleu"]
+    assert scores["bleu"] == round(sacrebleu.corpus_bleu(read_lines(nbest_runs / "k3.txt"), [references]).score, 4)
+    assert not (nbest_runs / "k1.nbest.jsonl").exists()
+    assert not list(nbest_runs.glob("*.partial.jsonl"))
 
 
 def count_records(partial_path) -> int:

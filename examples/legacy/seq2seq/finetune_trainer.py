@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import transformers
 from safetensors import SafetensorError
-from transformers import AutoConfig, AutoModelForSeq2SeqLM, HfArgumentParser, set_seed
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, EarlyStoppingCallback, HfArgumentParser, set_seed
 
 from seq2seq_checks import (
     check_flag_values,
@@ -55,6 +55,7 @@ from seq2seq_trainer import (
 )
 from utils import (
     ROUGE_BACKENDS,
+    ROUGE_KEYS,
     Seq2SeqDataCollator,
     Seq2SeqDataset,
     UsageError,
@@ -181,6 +182,7 @@ def check_common_args(data_args: DataTrainingArguments, training_args: LegacySeq
         )
     check_rouge_backend(data_args.rouge_backend)
     check_flag_values(data_args, training_args)
+    check_best_model_flags(data_args, training_args)
     check_integrations("--report_to", training_args.report_to)
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > 1 and training_args.world_size == 1:
@@ -188,6 +190,70 @@ def check_common_args(data_args: DataTrainingArguments, training_args: LegacySeq
             f"launched as {launched} processes, but they are not connected; without GPUs pass --use_cpu "
             "(or set ACCELERATE_USE_CPU=true)"
         )
+
+
+def classic_best_metric(task: str, predict_with_generate: bool) -> str:
+    """The metric `best_tfmr/` is chosen by: val ROUGE-2 (summarization) or BLEU, loss without generation."""
+    if not predict_with_generate:
+        return "loss"
+    return "rouge2" if "summarization" in task else "bleu"
+
+
+def evaluation_metric_names(data_args: DataTrainingArguments, training_args: LegacySeq2SeqTrainingArguments) -> list:
+    """The metrics an evaluation during training reports (the Trainer prefixes them with eval_): the loss, and with
+    --predict_with_generate the task's scores (`make_compute_metrics`) and gen_len."""
+    if not training_args.predict_with_generate:
+        return ["loss"]
+    if "summarization" not in data_args.task:
+        return ["loss", "bleu", "gen_len"]
+    ends = ("", "_low", "_high") if data_args.rouge_backend == "official" else ("",)
+    return ["loss", *(key + end for key in ROUGE_KEYS for end in ends), "gen_len"]
+
+
+def check_best_model_flags(data_args: DataTrainingArguments, training_args: LegacySeq2SeqTrainingArguments) -> None:
+    """Early stopping and the best model, before anything loads: --early_stopping_patience needs evaluations during
+    training and --load_best_model_at_end (checkpoints at the evaluation steps are checked while parsing), and
+    --metric_for_best_model must be a metric those evaluations compute (a `val_` prefix, as in metrics.json, is
+    dropped). Without one, early stopping uses `classic_best_metric`. Raises UsageError."""
+    patience, threshold = training_args.early_stopping_patience, training_args.early_stopping_threshold
+    if patience is not None and patience < 1:
+        raise UsageError(f"--early_stopping_patience must be at least 1 evaluation, got {patience}; pass e.g. 2")
+    if not threshold >= 0:  # also NaN
+        raise UsageError(f"--early_stopping_threshold must be 0 or more, got {threshold}; pass e.g. 0.0")
+    if threshold and patience is None:
+        raise UsageError("--early_stopping_threshold needs --early_stopping_patience N; add it or drop the threshold")
+    training = training_args.do_train and training_args.eval_strategy != "no"
+    if patience is not None:
+        if not training:
+            raise UsageError(
+                "--early_stopping_patience counts evaluations during training, but there are none; pass --do_train "
+                "--eval_strategy steps --eval_steps N --save_steps N --load_best_model_at_end (or epoch strategies)"
+            )
+        if not training_args.load_best_model_at_end:
+            raise UsageError(
+                "--early_stopping_patience needs --load_best_model_at_end, so the saved model is the best "
+                "evaluation's rather than the last step's; add --load_best_model_at_end (with checkpoints saved at "
+                "evaluations: --save_strategy and --save_steps as --eval_strategy and --eval_steps)"
+            )
+        if not training_args.metric_for_best_model_given:
+            training_args.metric_for_best_model = classic_best_metric(
+                data_args.task, training_args.predict_with_generate
+            )
+            training_args.greater_is_better = training_args.metric_for_best_model != "loss"
+    metric = training_args.metric_for_best_model
+    if metric is None or not training:
+        return
+    computed = evaluation_metric_names(data_args, training_args)
+    name = metric.removeprefix("eval_").removeprefix("val_")
+    if name not in computed:
+        hint = "pass one of them"
+        if not training_args.predict_with_generate:
+            hint = "scores need generation: add --predict_with_generate, or pass loss"
+        raise UsageError(
+            f"--metric_for_best_model {metric}: the evaluations of this run do not compute it (computed: "
+            f"{', '.join(computed)}); {hint}"
+        )
+    training_args.metric_for_best_model = name  # the Trainer adds eval_ itself; val_ would become eval_val_
 
 
 def validate_args(
@@ -359,10 +425,16 @@ def trainer_kwargs(model, tokenizer, data_args: DataTrainingArguments, training_
     if generating and splits.val is not None:
         references = [splits.val[i]["tgt_texts"] for i in range(len(splits.val))]
         compute_metrics = make_compute_metrics(tokenizer, references, data_args.task, data_args.rouge_backend)
-    best_metric = ("rouge2" if "summarization" in data_args.task else "bleu") if generating else "loss"
-    callback = ClassicOutputsCallback(
-        training_args.output_dir, best_metric, greater_is_better=best_metric != "loss", tokenizer=tokenizer
-    )
+    best_metric = classic_best_metric(data_args.task, generating)
+    callbacks = [
+        ClassicOutputsCallback(
+            training_args.output_dir, best_metric, greater_is_better=best_metric != "loss", tokenizer=tokenizer
+        )
+    ]
+    if training_args.early_stopping_patience is not None:
+        callbacks.append(
+            EarlyStoppingCallback(training_args.early_stopping_patience, training_args.early_stopping_threshold)
+        )
     return {
         "model": model,
         "args": training_args,
@@ -372,8 +444,21 @@ def trainer_kwargs(model, tokenizer, data_args: DataTrainingArguments, training_
         "data_collator": collator,
         "compute_metrics": compute_metrics,
         "train_lengths": splits.train_lengths,
-        "callbacks": [callback],
+        "callbacks": callbacks,
     }
+
+
+def log_early_stop(trainer) -> None:
+    """Say when --early_stopping_patience ended training before its last step, and which model is kept."""
+    args, state = trainer.args, trainer.state
+    if args.early_stopping_patience is None or state.global_step >= state.max_steps:
+        return
+    logger.info(
+        f"Early stopping: training stopped early at step {state.global_step} of {state.max_steps}, after "
+        f"{args.early_stopping_patience} evaluation(s) in a row without improving eval_{args.metric_for_best_model} "
+        f"by more than {args.early_stopping_threshold}; the model saved is the best evaluation's "
+        f"(eval_{args.metric_for_best_model} {state.best_metric}, {state.best_model_checkpoint})"
+    )
 
 
 def run_stages(trainer, tokenizer, data_args: DataTrainingArguments, splits: Splits, last_checkpoint) -> dict:
@@ -383,6 +468,7 @@ def run_stages(trainer, tokenizer, data_args: DataTrainingArguments, splits: Spl
     all_metrics = {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint or last_checkpoint)
+        log_early_stop(trainer)
         trainer.save_model()
         metrics = {**train_result.metrics, **trainer.padding_metrics(), "train_n_objs": len(splits.train)}
         trainer.log_metrics("train", metrics)
@@ -391,8 +477,10 @@ def run_stages(trainer, tokenizer, data_args: DataTrainingArguments, splits: Spl
         all_metrics.update(metrics)
 
     if training_args.do_eval:
-        # The callback would file this final evaluation as a training-time one: it is recorded below instead.
+        # The callback would file this final evaluation as a training-time one: it is recorded below instead. Early
+        # stopping only counts evaluations during training (and would warn that this one has no eval_ metric).
         trainer.remove_callback(ClassicOutputsCallback)
+        trainer.remove_callback(EarlyStoppingCallback)
         metrics = trainer.evaluate(metric_key_prefix="val")
         metrics["val_n_objs"] = len(splits.val)
         metrics["val_loss"] = round(metrics["val_loss"], 4)

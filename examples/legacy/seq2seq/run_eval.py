@@ -11,10 +11,13 @@ same command resumes without regenerating finished lines, and SAVE_PATH is writt
 Beside SAVE_PATH, `<SAVE_PATH without its extension>.jsonl` (`out/test.hypo` -> `out/test.jsonl`) holds one
 record per line, in the same order: index, prediction, references, its own scores (ROUGE F1 x 100 from
 --rouge_backend for summarization, sentence BLEU and chrF for translation), generated_tokens and
-hit_length_limit; sort it by a score to find the worst examples. `--rouge_backend official` scores ROUGE as
-ROUGE-1.5.5 (papers' pyrouge numbers, with 95% intervals); the scores JSON holds `rouge_signature`. The scores
-add throughput keys. Any other `--key value` / `--key=value` (int, float, true/false) is passed to
-`model.generate`. Single process; run one per GPU for data parallelism.
+hit_length_limit; sort it by a score to find the worst examples. `--num_return_sequences K` (K > 1, at most the
+beams) also writes `<SAVE_PATH without its extension>.nbest.jsonl`: per input line, in order, `{"id", "hypotheses":
+[{"text", "score"}, ...]}`, the K best beams, best first, scored by beam search's own length-penalised
+log-probability (transformers' `sequences_scores`); SAVE_PATH and the scores keep the best one.
+`--rouge_backend official` scores ROUGE as ROUGE-1.5.5 (papers' pyrouge numbers, with 95% intervals); the scores
+JSON holds `rouge_signature`. The scores add throughput keys. Any other `--key value` / `--key=value` (int, float,
+true/false) is passed to `model.generate`. Single process; run one per GPU for data parallelism.
 """
 
 import argparse
@@ -26,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from transformers import GenerationConfig
 
 from ctranslate2_generation import (
     CTranslate2Generator,
@@ -43,6 +47,7 @@ from utils import (
     chunks,
     generate_ids,
     generate_kwargs_from,
+    generate_nbest,
     generation_lengths,
     line_offsets,
     load_seq2seq_model,
@@ -126,6 +131,16 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, dict]:
         action="store_true",
         help="add the generate kwargs to the scores",
     )
+    parser.add_argument(
+        "--num_return_sequences",
+        type=int,
+        default=1,
+        help="K > 1: also write the K best beam hypotheses per input, with their scores, to "
+        "<SAVE_PATH stem>.nbest.jsonl (K at most the beams; SAVE_PATH and the scores keep the best). Beam search then "
+        "keeps every step's "
+        "log-probabilities (batch x beams x vocabulary floats per step) until the batch ends: lower --bs if memory "
+        "runs out",
+    )
     add_backend_arguments(parser)
     parser.add_argument(
         "--info",
@@ -152,6 +167,12 @@ def records_path(save_path: str) -> str:
     return os.path.splitext(save_path)[0] + ".jsonl"
 
 
+def nbest_path(save_path: str) -> str:
+    """Where the n-best lists of SAVE_PATH go (--num_return_sequences > 1): its path with the extension replaced by
+    .nbest.jsonl, beside the records file."""
+    return os.path.splitext(save_path)[0] + ".nbest.jsonl"
+
+
 def check_input_file(flag: str, path: str, what: str) -> None:
     """Raise UsageError unless `path` is an existing file of UTF-8 text (`what`: the fix for a missing one)."""
     if not os.path.exists(path):
@@ -175,6 +196,11 @@ def validate_args(args: argparse.Namespace) -> None:
         raise UsageError(f"--bs {args.bs} must be >= 1")
     check_rouge_backend(args.rouge_backend)
     check_backend_flags(args.generation_backend, args.ctranslate2_compute_type)
+    if args.num_return_sequences > 1 and args.generation_backend == "ctranslate2":
+        raise UsageError(
+            f"--num_return_sequences {args.num_return_sequences}: n-best scores come from the transformers backend; "
+            "drop --generation_backend ctranslate2 or --num_return_sequences"
+        )
     inputs = {"INPUT_PATH": args.input_path, "--reference_path": args.reference_path}
     # The usual slip: `run_eval.py MODEL test.source test.target` (SAVE_PATH is the references).
     check_output_file("SAVE_PATH", args.save_path, inputs, overwrite=args.overwrite, overwrite_flag="--overwrite")
@@ -185,6 +211,16 @@ def validate_args(args: argparse.Namespace) -> None:
             "replaced by .jsonl); give the predictions file another extension, e.g. .txt"
         )
     check_output_file("SAVE_PATH's records", records, inputs, overwrite=args.overwrite, overwrite_flag="--overwrite")
+    outputs = {"SAVE_PATH": args.save_path, "SAVE_PATH's records": records}
+    if args.num_return_sequences > 1:
+        outputs["SAVE_PATH's n-best lists"] = nbest_path(args.save_path)
+        check_output_file(
+            "SAVE_PATH's n-best lists",
+            nbest_path(args.save_path),
+            inputs,
+            overwrite=args.overwrite,
+            overwrite_flag="--overwrite",
+        )
     if args.reference_path is not None:
         check_input_file("--reference_path", args.reference_path, "fix --reference_path")
         n_in, n_ref = count_lines(args.input_path), count_lines(args.reference_path)
@@ -195,9 +231,35 @@ def validate_args(args: argparse.Namespace) -> None:
         check_output_file(
             "--score_path",
             args.score_path,
-            {**inputs, "SAVE_PATH": args.save_path, "SAVE_PATH's records": records},
+            {**inputs, **outputs},
             overwrite=args.overwrite,
             overwrite_flag="--overwrite",
+        )
+
+
+def check_beams_for_nbest(args: argparse.Namespace, generate_kwargs: dict, config) -> None:
+    """Raise UsageError when --num_return_sequences K > 1 exceeds the beams generation will use (--num_beams or a
+    generate kwarg, else the task's task_specific_params, else the model's generation config), read from the config
+    files before any weights load. (--num_beams given with K is checked while parsing.)"""
+    k = args.num_return_sequences
+    if k == 1:
+        return
+    task_params = (getattr(config, "task_specific_params", None) or {}).get(args.task, {})
+    if "num_beams" in generate_kwargs:
+        beams, source = generate_kwargs["num_beams"], "--num_beams"
+    elif "num_beams" in task_params:
+        beams, source = task_params["num_beams"], f"task_specific_params[{args.task!r}] of the model config"
+    else:
+        try:
+            generation_config = GenerationConfig.from_pretrained(args.model_name)
+        except OSError:  # no generation_config.json: generate() derives it from the model config
+            generation_config = GenerationConfig.from_model_config(config)
+        beams, source = generation_config.num_beams or 1, "the model's generation config"
+    if beams < k:
+        search = "greedy search (1 beam)" if beams == 1 else f"beam search with {beams} beams"
+        raise UsageError(
+            f"--num_return_sequences {k} needs beam search with at least {k} beams (one hypothesis per beam), but "
+            f"{source} gives {search}; pass --num_beams {k} or more"
         )
 
 
@@ -246,6 +308,32 @@ def converted_model_path(save_path: str) -> str:
     return os.path.splitext(save_path)[0] + ".ctranslate2"
 
 
+def decode_lines(tokenizer, token_ids) -> list[str]:
+    """The texts of generated token ids, one line each (newlines become spaces), as finetune_trainer.py decodes."""
+    texts = tokenizer.batch_decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    return [" ".join(text.split("\n")).strip() for text in texts]
+
+
+def generate_batch(
+    model, tokenizer, batch, args, generate_kwargs, ctranslate2=None
+) -> tuple[torch.Tensor, list[list[dict]] | None]:
+    """Token ids of each input's best hypothesis, and with --num_return_sequences K > 1 each input's K hypotheses
+    (`{"text", "score"}`, best first by `sequences_scores`; None for K = 1). Returns (ids, n-best lists or None)."""
+    share = not args.no_share_cross_attention
+    k = args.num_return_sequences
+    if k == 1:
+        return generate_ids(model, batch, generate_kwargs, share, ctranslate2), None
+    sequences, scores = generate_nbest(model, batch, generate_kwargs, k, share)
+    texts, scores = decode_lines(tokenizer, sequences), scores.float().cpu().tolist()
+    best_rows, nbest = [], []
+    for start in range(0, len(texts), k):
+        # generate() already returns each input's hypotheses best first; the stable sort only makes sure of it.
+        rows = sorted(range(start, start + k), key=lambda row: -scores[row])
+        best_rows.append(rows[0])
+        nbest.append([{"text": texts[row], "score": round(scores[row], 6)} for row in rows])
+    return sequences[best_rows], nbest
+
+
 def generate_missing(
     model, tokenizer, lines, order, done, partial_path, args, generate_kwargs, ctranslate2=None
 ) -> tuple[int, int]:
@@ -260,16 +348,18 @@ def generate_missing(
             batch = tokenizer(
                 [args.prefix + lines[i] for i in batch_ids], return_tensors="pt", truncation=True, padding="longest"
             ).to(args.device)
-            output = generate_ids(model, batch, generate_kwargs, not args.no_share_cross_attention, ctranslate2)
+            output, nbest = generate_batch(model, tokenizer, batch, args, generate_kwargs, ctranslate2)
             counts, at_limit = generation_lengths(
                 output.cpu().numpy(), len(batch_ids), tokenizer.pad_token_id, tokenizer.eos_token_id, limit
             )
             n_tokens += sum(counts)
-            texts = tokenizer.batch_decode(output, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             records = []
-            for i, text, count, stopped in zip(batch_ids, texts, counts, at_limit, strict=True):
-                text = " ".join(text.split("\n")).strip()  # one prediction per line
+            for j, (i, text, count, stopped) in enumerate(
+                zip(batch_ids, decode_lines(tokenizer, output), counts, at_limit, strict=True)
+            ):
                 done[i] = {"text": text, "generated_tokens": count, "hit_length_limit": stopped}
+                if nbest is not None:
+                    done[i]["hypotheses"] = nbest[j]
                 records.append(json.dumps({"index": i, **done[i]}) + "\n")
             partial.write("".join(records))
             partial.flush()
@@ -300,7 +390,8 @@ def main(argv: list[str]) -> dict:
 
     # load model and tokenizer
     dtype = torch.float16 if args.fp16 else torch.bfloat16 if args.bf16 else None
-    check_seq2seq_model("MODEL_NAME", args.model_name)
+    config = check_seq2seq_model("MODEL_NAME", args.model_name)
+    check_beams_for_nbest(args, generate_kwargs, config)
     tokenizer = load_tokenizer("MODEL_NAME", args.model_name)
     model = load_seq2seq_model("MODEL_NAME", args.model_name, dtype=dtype).to(args.device).eval()
     if args.src_lang:
@@ -318,6 +409,7 @@ def main(argv: list[str]) -> dict:
         )
     logger.info(
         f"{len(lines)} inputs, device {args.device}, dtype {model.dtype}, bs {args.bs}, generate kwargs {generate_kwargs}"
+        + (f", {args.num_return_sequences} hypotheses each" if args.num_return_sequences > 1 else "")
     )
 
     # resume from the partial file, then generate the rest, longest input first
@@ -336,6 +428,8 @@ def main(argv: list[str]) -> dict:
             "records": "text+generated_tokens+hit_length_limit",  # partial files of older versions lack the lengths
         }.items()
     }
+    if args.num_return_sequences > 1:
+        run_key["num_return_sequences"] = str(args.num_return_sequences)  # records then hold the hypotheses
     if args.generation_backend == "ctranslate2" and args.ctranslate2_compute_type != "float32":
         run_key["quantized"] = args.ctranslate2_compute_type  # other predictions; float32 gives transformers' own
     done = load_partial(partial_path, run_key)
@@ -372,6 +466,12 @@ def main(argv: list[str]) -> dict:
         [done[i]["generated_tokens"] for i in range(len(lines))],
         [done[i]["hit_length_limit"] for i in range(len(lines))],
     )
+    if args.num_return_sequences > 1:
+        with atomic_write(nbest_path(str(save_path))) as handle:
+            handle.writelines(
+                json.dumps({"id": i, "hypotheses": done[i]["hypotheses"]}, ensure_ascii=False) + "\n"
+                for i in range(len(lines))
+            )
     partial_path.unlink()
     note_on_interrupt(None)
     if args.reference_path is None:

@@ -1,8 +1,8 @@
 """Trainer pieces of the legacy toolkit, shared by `finetune_trainer.py` and `distillation.py`.
 
 - `LegacySeq2SeqTrainingArguments`: `Seq2SeqTrainingArguments` plus the classic flags (`--label_smoothing`,
-  `--sortish_sampler`, `--max_tokens_per_batch`, `--adafactor`, `--lr_scheduler`, dropout overrides) and the
-  output-directory guard.
+  `--sortish_sampler`, `--max_tokens_per_batch`, `--adafactor`, `--lr_scheduler`, dropout overrides), the early
+  stopping flags (`--early_stopping_patience`, `--early_stopping_threshold`) and the output-directory guard.
 - `LegacySeq2SeqTrainer`: a `Seq2SeqTrainer` whose training batches really come from the sortish sampler or
   the token budget (upstream built the sortish sampler and then threw it away).
 - Model set-up (`apply_dropout_overrides`, `freeze_embeds`, `freeze_encoder`, `set_up_language_codes`),
@@ -122,6 +122,24 @@ class LegacySeq2SeqTrainingArguments(Seq2SeqTrainingArguments):
     decoder_layerdrop: float | None = field(default=None, metadata={"help": "Override config.decoder_layerdrop."})
     dropout: float | None = field(default=None, metadata={"help": "Override config.dropout."})
     attention_dropout: float | None = field(default=None, metadata={"help": "Override config.attention_dropout."})
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Stop training once this many evaluations in a row have not improved --metric_for_best_model by more "
+                "than --early_stopping_threshold (transformers' EarlyStoppingCallback). Needs evaluations during "
+                "training (--eval_strategy steps or epoch), checkpoints saved at evaluation steps, and "
+                "--load_best_model_at_end. --metric_for_best_model defaults to the classic best metric: rouge2 "
+                "(summarization) or bleu (translation) with --predict_with_generate, else loss. Default: off."
+            )
+        },
+    )
+    early_stopping_threshold: float = field(
+        default=0.0,
+        metadata={
+            "help": "How much --metric_for_best_model must improve to reset the patience (default 0: any improvement)."
+        },
+    )
 
     def __post_init__(self):
         # The legacy spellings map onto the Trainer's own options before it validates them.
@@ -144,7 +162,39 @@ class LegacySeq2SeqTrainingArguments(Seq2SeqTrainingArguments):
             )
         # Our datasets yield raw text that the collator tokenizes; the Trainer must not drop those columns.
         self.remove_unused_columns = False
-        super().__post_init__()
+        # The Trainer fills in "loss" for an unset --metric_for_best_model; with early stopping the default is the
+        # classic best metric instead (finetune_trainer.check_best_model_flags), so remember whether one was given.
+        self.metric_for_best_model_given = self.metric_for_best_model is not None
+        try:
+            super().__post_init__()
+        except ValueError as error:
+            # transformers' own message spans several lines and names no fix.
+            if "--load_best_model_at_end requires" not in str(error):
+                raise
+            raise ValueError(best_checkpoint_saving_message(self)) from None
+
+
+def best_checkpoint_saving_message(args: Seq2SeqTrainingArguments) -> str:
+    """The one-line fix when --load_best_model_at_end finds no checkpoint saved at the evaluation steps (the
+    strategies are enums by the time transformers refuses them)."""
+    evaluation, saving = str(args.eval_strategy.value), str(args.save_strategy.value)
+    intro = (
+        "--load_best_model_at_end loads the best evaluation's checkpoint, so checkpoints must be saved at evaluations"
+    )
+    if evaluation == "no":
+        return (
+            f"{intro}, but --eval_strategy is no; pass --eval_strategy steps --eval_steps N --save_steps N (or "
+            "--eval_strategy epoch --save_strategy epoch)"
+        )
+    if evaluation != saving:
+        return (
+            f"{intro}: --save_strategy {saving} does not match --eval_strategy {evaluation}; pass --save_strategy "
+            f"{evaluation}"
+        )
+    return (
+        f"{intro}: --save_steps {args.save_steps} is not a multiple of --eval_steps {args.eval_steps}; pass "
+        f"--save_steps {args.eval_steps} (or a multiple of it)"
+    )
 
 
 class LegacySeq2SeqTrainer(Seq2SeqTrainer):

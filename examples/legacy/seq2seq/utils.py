@@ -739,6 +739,22 @@ def generate_ids(model, batch, generate_kwargs: dict, share_cross_attention: boo
         return model.generate(**batch, **kwargs)
 
 
+def generate_nbest(
+    model, batch, generate_kwargs: dict, num_return_sequences: int, share_cross_attention: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `num_return_sequences` best beams per input, through `generate_ids`' transformers path: token ids
+    (batch x num_return_sequences rows, each input's hypotheses together, best first) and their `sequences_scores`,
+    the length-penalised log-probabilities beam search ranks them by (they need `output_scores`)."""
+    kwargs = {
+        **generate_kwargs,
+        "num_return_sequences": num_return_sequences,
+        "output_scores": True,
+        "return_dict_in_generate": True,
+    }
+    output = generate_ids(model, batch, kwargs, share_cross_attention)
+    return output.sequences, output.sequences_scores
+
+
 # ----------------------------------------------------------------------------- helpers
 def use_task_specific_params(model: Any, task: str) -> dict:
     """Apply `config.task_specific_params[task]` (if any): generation keys go to `model.generation_config`,
