@@ -221,9 +221,9 @@ def nbest_runs(tiny_models, tmp_path_factory):
 def test_nbest_lists_hold_k_hypotheses_best_first_the_first_being_the_prediction(nbest_runs):
     rows = read_jsonl(nbest_runs / "k3.nbest.jsonl")
     predictions = read_lines(nbest_runs / "k3.txt")
-    assert len(predictions) == 12 and [row["id"] for row in rows] == list(range(12))
+    assert len(predictions) == 12 and [row["index"] for row in rows] == list(range(12))
     for row, prediction in zip(rows, predictions, strict=True):
-        assert set(row) == {"id", "hypotheses"} and len(row["hypotheses"]) == 3
+        assert set(row) == {"index", "hypotheses"} and len(row["hypotheses"]) == 3
         scores = [hypothesis["score"] for hypothesis in row["hypotheses"]]
         assert scores == sorted(scores, reverse=True) and all(score < 0 for score in scores)
         assert row["hypotheses"][0]["text"] == prediction

@@ -432,6 +432,8 @@ def trainer_kwargs(model, tokenizer, data_args: DataTrainingArguments, training_
         )
     ]
     if training_args.early_stopping_patience is not None:
+        # The callback's count of evaluations without improvement is in every checkpoint: a resumed run keeps it.
+        training_args.restore_callback_states_from_checkpoint = True
         callbacks.append(
             EarlyStoppingCallback(training_args.early_stopping_patience, training_args.early_stopping_threshold)
         )

@@ -12,7 +12,7 @@ Beside SAVE_PATH, `<SAVE_PATH without its extension>.jsonl` (`out/test.hypo` -> 
 record per line, in the same order: index, prediction, references, its own scores (ROUGE F1 x 100 from
 --rouge_backend for summarization, sentence BLEU and chrF for translation), generated_tokens and
 hit_length_limit; sort it by a score to find the worst examples. `--num_return_sequences K` (K > 1, at most the
-beams) also writes `<SAVE_PATH without its extension>.nbest.jsonl`: per input line, in order, `{"id", "hypotheses":
+beams) also writes `<SAVE_PATH without its extension>.nbest.jsonl`: per input line, in order, `{"index", "hypotheses":
 [{"text", "score"}, ...]}`, the K best beams, best first, scored by beam search's own length-penalised
 log-probability (transformers' `sequences_scores`); SAVE_PATH and the scores keep the best one.
 `--rouge_backend official` scores ROUGE as ROUGE-1.5.5 (papers' pyrouge numbers, with 95% intervals); the scores
@@ -469,7 +469,7 @@ def main(argv: list[str]) -> dict:
     if args.num_return_sequences > 1:
         with atomic_write(nbest_path(str(save_path))) as handle:
             handle.writelines(
-                json.dumps({"id": i, "hypotheses": done[i]["hypotheses"]}, ensure_ascii=False) + "\n"
+                json.dumps({"index": i, "hypotheses": done[i]["hypotheses"]}, ensure_ascii=False) + "\n"
                 for i in range(len(lines))
             )
     partial_path.unlink()

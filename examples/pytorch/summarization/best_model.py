@@ -15,7 +15,9 @@ import logging
 import math
 import os
 
-from average_checkpoints import complete_checkpoints, load_averaged_weights
+from transformers import EarlyStoppingCallback
+
+from average_checkpoints import check_average_last_checkpoints, complete_checkpoints, load_averaged_weights
 from seq2seq_checks import UsageError
 
 logger = logging.getLogger(__name__)
@@ -76,8 +78,6 @@ def check_best_model_flags(
             "--early_stopping_patience keeps the best model, which needs --load_best_model_at_end: add "
             "--load_best_model_at_end True"
         )
-    if average_last is not None and average_last < 1:
-        raise UsageError(f"--average_last_checkpoints must be at least 1 checkpoint, got {average_last}")
     if average_last is not None and load_best:
         raise UsageError(
             "--average_last_checkpoints and --load_best_model_at_end each pick the final model; drop one of them"
@@ -128,19 +128,22 @@ def record_evaluation(
 def check_trainer_averaging(args) -> None:
     """--average_last_checkpoints N in the Trainer scripts needs training that saves at least N checkpoints and
     keeps them; raises UsageError."""
-    count = args.average_last_checkpoints
-    if count is None:
-        return
-    if not args.do_train or args.save_strategy == "no":
-        raise UsageError(
-            "--average_last_checkpoints averages checkpoints saved during training: add --do_train and "
-            "--save_strategy steps (or epoch), or drop it"
-        )
-    if args.save_total_limit is not None and args.save_total_limit < count:
-        raise UsageError(
-            f"--save_total_limit {args.save_total_limit} keeps fewer checkpoints than --average_last_checkpoints "
-            f"{count} averages; raise it to {count} or more"
-        )
+    check_average_last_checkpoints(
+        args.average_last_checkpoints,
+        args.do_train and args.save_strategy != "no",
+        "--do_train and --save_strategy steps (or epoch)",
+        args.save_total_limit,
+    )
+
+
+def early_stopping_callbacks(args) -> list:
+    """transformers' `EarlyStoppingCallback` for --early_stopping_patience (none without it). Its count of
+    evaluations without improvement is saved in every checkpoint; `restore_callback_states_from_checkpoint` makes a
+    resumed run keep counting instead of starting over."""
+    if args.early_stopping_patience is None:
+        return []
+    args.restore_callback_states_from_checkpoint = True
+    return [EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold)]
 
 
 def finish_trainer_training(trainer) -> list[str]:
@@ -199,11 +202,9 @@ def check_accelerate_best_model_flags(args, computed: list[str], evaluates: str 
             "--load_best_model_at_end restores the checkpoint of the best evaluation, and evaluations come after "
             "each epoch: add --checkpointing_steps epoch"
         )
-    if args.average_last_checkpoints is not None and args.checkpointing_steps is None:
-        raise UsageError(
-            "--average_last_checkpoints averages checkpoints saved during training: add --checkpointing_steps N "
-            "(or epoch)"
-        )
+    check_average_last_checkpoints(
+        args.average_last_checkpoints, args.checkpointing_steps is not None, "--checkpointing_steps N (or epoch)"
+    )
 
 
 def finish_accelerate_training(model, args, progress) -> list[str]:

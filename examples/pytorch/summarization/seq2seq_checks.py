@@ -48,6 +48,20 @@ RESULT_FILES = (
 
 DATA_FILE_FLAGS = {"train": "--train_file", "validation": "--validation_file", "test": "--test_file"}
 
+# The Accelerate twins' checkpoints (here so that tools can recognise them without importing accelerate).
+CHECKPOINT_NAME = re.compile(r"(step|epoch)_\d+")  # accelerator.save_state folders, as upstream names them
+PARTIAL_SUFFIX = ".partial"  # a checkpoint being written; renamed to its final name once complete
+# What `accelerator.load_state` reads from a step_N/epoch_N folder of the twins (one model, optimizer, scheduler,
+# TrainingProgress): one name of each group, non-empty. Other processes' random_states_<rank>.pkl are optional
+# (a resume on fewer processes does not need them).
+ACCELERATE_RESUME_FILES = (
+    ("model.safetensors", "pytorch_model.bin"),
+    ("optimizer.bin",),
+    ("scheduler.bin",),
+    ("random_states_0.pkl",),
+    ("custom_checkpoint_0.pkl",),
+)
+
 # Bookkeeping a run keeps in --output_dir: neither results nor a reason to refuse the folder.
 LOCK_FILE = "run.lock"
 ARGUMENTS_FILE = "run_arguments.json"

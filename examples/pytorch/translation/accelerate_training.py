@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -32,7 +31,10 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_SEQ_TO_SEQ_CAUSAL_L
 
 from ctranslate2_generation import generation_config_for
 from seq2seq_checks import (
+    ACCELERATE_RESUME_FILES,
     BOOKKEEPING_FILES,
+    CHECKPOINT_NAME,
+    PARTIAL_SUFFIX,
     RESULT_FILES,
     UsageError,
     check_flag_values,
@@ -52,21 +54,9 @@ logger = logging.getLogger(__name__)
 
 # Written during training (not results): --overwrite_output_dir deletes them with RESULT_FILES and the checkpoints.
 RUN_LOG_FILES = ("train_log.jsonl", "eval_log.jsonl", "eval_predictions.txt", "eval_predictions.jsonl")
-CHECKPOINT_NAME = re.compile(r"(step|epoch)_\d+")  # accelerator.save_state folders, as upstream names them
-PARTIAL_SUFFIX = ".partial"  # a checkpoint being written; renamed to its final name once complete
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 TRACKERS = tuple(tracker.value for tracker in LoggerType if tracker.value != "all")  # --report_to names
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-# What `accelerator.load_state` reads from a step_N/epoch_N folder of the twins (one model, optimizer, scheduler,
-# TrainingProgress): one name of each group, non-empty. Other processes' random_states_<rank>.pkl are optional
-# (a resume on fewer processes does not need them).
-ACCELERATE_RESUME_FILES = (
-    ("model.safetensors", "pytorch_model.bin"),
-    ("optimizer.bin",),
-    ("scheduler.bin",),
-    ("random_states_0.pkl",),
-    ("custom_checkpoint_0.pkl",),
-)
 
 
 def parse_bool(value: str) -> bool:

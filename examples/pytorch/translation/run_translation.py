@@ -41,10 +41,10 @@ from best_model import (
     THRESHOLD_HELP,
     check_best_model_flags,
     check_trainer_averaging,
+    early_stopping_callbacks,
     finish_trainer_training,
 )
 from transformers import (
-    EarlyStoppingCallback,
     HfArgumentParser,
     Seq2SeqTrainingArguments,
     default_data_collator,
@@ -704,11 +704,7 @@ def main() -> None:
         processing_class=tokenizer,
         data_collator=data_collator,
         compute_metrics=metrics_for(training_eval[1], training_eval[2]),
-        callbacks=[
-            EarlyStoppingCallback(training_args.early_stopping_patience, training_args.early_stopping_threshold)
-        ]
-        if training_args.early_stopping_patience
-        else None,
+        callbacks=early_stopping_callbacks(training_args),
     )
     save_run_arguments(training_args.output_dir, model_args, data_args, training_args)
     logger.info(describe_trainer_run(trainer, train_dataset, eval_dataset, predict_dataset))

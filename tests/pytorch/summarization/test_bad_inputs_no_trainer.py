@@ -145,7 +145,9 @@ SUMMARIZATION_CASES = {
         },
         "there are none: add --validation_file",
     ),
-    "average without checkpoints": BadInput({"--average_last_checkpoints": "2"}, "add --checkpointing_steps N"),
+    "average without checkpoints": BadInput(
+        {"--average_last_checkpoints": "2"}, "saves none; add --checkpointing_steps N"
+    ),
     "n-best without predict": BadInput({"--num_return_sequences": "2", "--num_beams": "2"}, "add --do_predict"),
 }
 

@@ -159,9 +159,11 @@ CASES = {
     "threshold without patience": BadInput(
         {"--early_stopping_threshold": "0.5"}, "--early_stopping_threshold needs --early_stopping_patience"
     ),
-    "average 0 checkpoints": BadInput({"--average_last_checkpoints": "0"}, "must be at least 1 checkpoint"),
+    "average 0 checkpoints": BadInput(
+        {"--average_last_checkpoints": "0"}, "--average_last_checkpoints must be at least 1, got 0"
+    ),
     "average more than kept": BadInput(
-        {"--average_last_checkpoints": "3", "--save_total_limit": "2"}, "--save_total_limit 2 keeps fewer"
+        {"--average_last_checkpoints": "3", "--save_total_limit": "2"}, "--save_total_limit 2 keeps only 2 checkpoints"
     ),
     "n-best without predict": BadInput({"--num_return_sequences": "2"}, "add --do_predict"),
     "n-best over beams": BadInput(

@@ -2,6 +2,8 @@
 checkpoints, through run_summarization.py and its Accelerate twin on the tiny T5 model. Also the training curves and
 the model card those runs write."""
 
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -65,7 +67,11 @@ def early_stopped_run(tiny_models, tmp_path_factory):
     """Trainer run that evaluates ROUGE every 2 steps, with a learning rate that changes the weights but not the
     tiny model's ROUGE: a plateau."""
     output_dir = tmp_path_factory.mktemp("early_stopping") / "out"
-    result = run_example(
+    return output_dir, run_example(early_stopping_args(tiny_models, output_dir))
+
+
+def early_stopping_args(tiny_models, output_dir) -> list:
+    return (
         [SCRIPT, *common_args(tiny_models, output_dir)]
         + ["--do_train", "--do_eval", "--predict_with_generate", "--per_device_train_batch_size", "2"]
         + ["--max_steps", "40", "--learning_rate", "1e-3", "--eval_strategy", "steps", "--eval_steps", "2"]
@@ -73,7 +79,6 @@ def early_stopped_run(tiny_models, tmp_path_factory):
         + ["--early_stopping_patience", str(PATIENCE), "--load_best_model_at_end", "True"]
         + ["--metric_for_best_model", "rougeLsum"]
     )
-    return output_dir, result
 
 
 def test_trainer_stops_on_a_plateau_and_keeps_the_best_checkpoint(early_stopped_run):
@@ -88,6 +93,24 @@ def test_trainer_stops_on_a_plateau_and_keeps_the_best_checkpoint(early_stopped_
     assert_same_weights(saved, load_file(best_checkpoint / "model.safetensors"))
     last_checkpoint = load_file(output_dir / f"checkpoint-{state['global_step']}" / "model.safetensors")
     assert differs(saved, last_checkpoint)  # training did change the weights: the best one was put back
+
+
+def test_a_resumed_run_keeps_counting_and_stops_where_the_uninterrupted_one_did(
+    early_stopped_run, tiny_models, tmp_path
+):
+    output_dir, _ = early_stopped_run
+    state = read_json(output_dir / "trainer_state.json")
+    # The run killed after its second-to-last evaluation: only the checkpoints up to then are left.
+    interrupted = tmp_path / "out"
+    for step in range(2, state["global_step"], 2):
+        shutil.copytree(output_dir / f"checkpoint-{step}", interrupted / f"checkpoint-{step}")
+    result = run_example(early_stopping_args(tiny_models, interrupted))
+    last_kept = interrupted / f"checkpoint-{state['global_step'] - 2}"
+    assert f"Resuming training from {last_kept}" in result.stdout + result.stderr
+    resumed = read_json(interrupted / "trainer_state.json")
+    assert resumed["global_step"] == state["global_step"]
+    assert resumed["best_model_checkpoint"].endswith(state["best_model_checkpoint"].rsplit("/", 1)[1])
+    assert_same_weights(load_file(interrupted / "model.safetensors"), load_file(output_dir / "model.safetensors"))
 
 
 def test_trainer_run_writes_curves_and_a_card_that_says_how_it_ended(early_stopped_run):

@@ -150,7 +150,8 @@ CASES = {
         "(computed: loss, bleu, chrf, gen_len)",
     ),
     "average without checkpoints": BadInput(
-        {"--average_last_checkpoints": "2", "--save_strategy": "no"}, "add --do_train and --save_strategy steps"
+        {"--average_last_checkpoints": "2", "--save_strategy": "no"},
+        "saves none; add --do_train and --save_strategy steps",
     ),
     "n-best with ctranslate2": BadInput(
         {
