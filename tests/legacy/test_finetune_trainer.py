@@ -27,6 +27,7 @@ from helpers import (
     run_example,
     train_losses,
 )
+from training_curves import read_plotted_series
 
 SCRIPT = "examples/legacy/seq2seq/finetune_trainer.py"
 EN_RO = FIXTURES / "legacy" / "wmt_en_ro"
@@ -93,6 +94,15 @@ def test_marian_translation_writes_every_classic_output(tiny_models, tmp_path):
     assert (out / "best_tfmr" / "tokenizer_config.json").is_file()
     hparams = read_json(out / "hparams.json")
     assert hparams["data"]["n_train"] == -1 and hparams["training"]["sortish_sampler"] is True
+    # training_curves.png plots the log history; the model card lists the final scores and the command.
+    series = read_plotted_series(str(out / "training_curves.png"))
+    log_history = read_json(out / "trainer_state.json")["log_history"]
+    assert series["eval_bleu"]["value"] == [row["eval_bleu"] for row in log_history if "eval_bleu" in row]
+    assert series["loss"]["value"] == [row["loss"] for row in log_history if "loss" in row]
+    card = (out / "README.md").read_text()
+    assert f"| bleu | {results['val_bleu']} | {results['test_bleu']} |" in card
+    assert f"`test_bleu_signature`: `{results['test_bleu_signature']}`" in card
+    assert f"--data_dir {EN_RO}" in card and "finetune_trainer.py" in card
     assert len(read_json(out / "git_log.json")["repo_sha"]) == 40
 
 
@@ -231,6 +241,7 @@ def test_early_stopping_on_a_plateau_stops_and_keeps_the_best_checkpoint(tiny_mo
     # The final evaluation (val_) is of that model, after training: recorded once, without the early stopping.
     assert read_json(out / "all_results.json")["val_bleu"] == 0.0
     assert [record["step"] for record in read_json(out / "metrics.json")["val"]] == [1, 2, 3, 3]
+    assert "Training stopped early at step 3 of 10" in (out / "README.md").read_text()
 
 
 @pytest.mark.parametrize(

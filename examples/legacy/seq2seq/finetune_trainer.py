@@ -22,9 +22,11 @@ from typing import Any
 
 import numpy as np
 import transformers
+from sacrebleu.metrics import BLEU
 from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, EarlyStoppingCallback, HfArgumentParser, set_seed
 
+from model_card import write_model_card
 from seq2seq_checks import (
     check_flag_values,
     check_integrations,
@@ -53,13 +55,13 @@ from seq2seq_trainer import (
     write_results_txt,
     write_run_info,
 )
+from training_curves import write_training_curves
 from utils import (
     ROUGE_BACKENDS,
     ROUGE_KEYS,
     Seq2SeqDataCollator,
     Seq2SeqDataset,
     UsageError,
-    calculate_bleu,
     check_rouge_backend,
     check_seq2seq_model,
     load_tokenizer,
@@ -316,9 +318,13 @@ def decode_predictions(tokenizer, token_ids, num_examples: int) -> tuple[list[st
 
 def score(predictions: list[str], references: list[str], task: str, rouge_backend: str = "rouge_score") -> dict:
     """Summarization: ROUGE from `rouge_backend` (rouge_score: bootstrap mid, as `run_eval.py`) with its
-    `rouge_signature`; otherwise sacrebleu BLEU."""
+    `rouge_signature`; otherwise sacrebleu BLEU (as `calculate_bleu`) with its `bleu_signature`."""
     if "summarization" not in task:
-        return calculate_bleu(predictions, references)
+        bleu = BLEU()
+        return {
+            "bleu": round(bleu.corpus_score(predictions, [references]).score, 4),
+            "bleu_signature": str(bleu.get_signature()),
+        }
     rouge = score_rouge(predictions, references, rouge_backend)
     return {**rouge.corpus, "rouge_signature": rouge.signature}
 
@@ -476,6 +482,8 @@ def run_stages(trainer, tokenizer, data_args: DataTrainingArguments, splits: Spl
         trainer.log_metrics("train", metrics)
         save_results(trainer, "train", metrics)
         save_trainer_state(trainer)  # atomically, main process
+        if trainer.is_world_process_zero():
+            write_training_curves(output_dir)  # training_curves.png: loss, learning rate, eval metrics by step
         all_metrics.update(metrics)
 
     if training_args.do_eval:
@@ -519,6 +527,19 @@ def run_stages(trainer, tokenizer, data_args: DataTrainingArguments, splits: Spl
     return all_metrics
 
 
+def final_model_notes(trainer) -> list[str]:
+    """For the model card: whether training stopped early and which checkpoint the saved model is."""
+    args, state, notes = trainer.args, trainer.state, []
+    if args.early_stopping_patience is not None and state.global_step < state.max_steps:
+        notes.append(f"Training stopped early at step {state.global_step} of {state.max_steps} (early stopping).")
+    if args.load_best_model_at_end and state.best_model_checkpoint:
+        notes.append(
+            f"Final weights: {os.path.basename(state.best_model_checkpoint)}, the best evaluation by "
+            f"{args.metric_for_best_model} ({state.best_metric})."
+        )
+    return notes
+
+
 def main(argv: list[str]) -> None:
     # Parse and check everything before loading anything.
     model_args, data_args, training_args = parse_args(argv)
@@ -537,8 +558,16 @@ def main(argv: list[str]) -> None:
             training_args.output_dir,
             {"model": asdict(model_args), "data": asdict(data_args), "training": training_args.to_dict()},
         )
-    run_stages(trainer, tokenizer, data_args, splits, last_checkpoint)
-    if trainer.is_world_process_zero():
+    all_metrics = run_stages(trainer, tokenizer, data_args, splits, last_checkpoint)
+    if trainer.is_world_process_zero():  # README.md: the results with their signatures, data, model, command line
+        write_model_card(
+            training_args.output_dir,
+            base_model=model_args.model_name_or_path,
+            task="summarization" if "summarization" in data_args.task else "translation",
+            data={"--data_dir": data_args.data_dir, "--task": data_args.task},
+            results=all_metrics,
+            notes=final_model_notes(trainer) if training_args.do_train else [],
+        )
         written = ", ".join(sorted(os.listdir(training_args.output_dir)))
         logger.info(f"Outputs in {os.path.abspath(training_args.output_dir)}: {written}")
     # Every process waits for the others, then closes the process group of a multi-process launch: a process that
