@@ -82,20 +82,19 @@ def check_best_model_flags(
         raise UsageError(
             "--average_last_checkpoints and --load_best_model_at_end each pick the final model; drop one of them"
         )
+    if metric and metric.removeprefix("eval_") not in computed:
+        raise UsageError(
+            f"--metric_for_best_model {metric}: this run does not compute it (computed: {', '.join(computed)}); {hint}"
+        )
     if not (load_best or patience is not None):
         return
     if evaluates is not None:
         raise UsageError(
             f"--load_best_model_at_end compares evaluations during training, but there are none: {evaluates}"
         )
-    name = metric.removeprefix("eval_") if metric else None
-    if name is None:
+    if not metric:
         raise UsageError(
             f"--load_best_model_at_end needs --metric_for_best_model (computed here: {', '.join(computed)})"
-        )
-    if name not in computed:
-        raise UsageError(
-            f"--metric_for_best_model {metric}: this run does not compute it (computed: {', '.join(computed)}); {hint}"
         )
 
 
