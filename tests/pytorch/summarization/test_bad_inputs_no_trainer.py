@@ -148,6 +148,9 @@ SUMMARIZATION_CASES = {
     "average without checkpoints": BadInput(
         {"--average_last_checkpoints": "2"}, "saves none; add --checkpointing_steps N"
     ),
+    "metric of the other task": BadInput(
+        {"--metric_for_best_model": "bleu"}, "--metric_for_best_model bleu: this run does not compute it"
+    ),
     "n-best without predict": BadInput({"--num_return_sequences": "2", "--num_beams": "2"}, "add --do_predict"),
 }
 
