@@ -1,6 +1,9 @@
 """n-best lists (--num_return_sequences) and the model card of predict runs, through run_summarization.py and its
 Accelerate twin on the tiny T5 model."""
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from helpers import FIXTURES, read_json, read_jsonl, read_lines, run_example
@@ -9,6 +12,9 @@ SCRIPT = "examples/pytorch/summarization/run_summarization.py"
 TWIN = "examples/pytorch/summarization/run_summarization_no_trainer.py"
 XSUM = FIXTURES / "summarization" / "xsum" / "sample.json"
 K = 3
+# The twin always trains: one step too small to change the float32 weights, so runs on one and two processes
+# (different batches) predict with the same model.
+ONE_STEP_NO_CHANGE = ["--max_train_steps", "1", "--learning_rate", "1e-9"]
 
 
 def predict_args(tiny_models, output_dir, sequences: int) -> list:
@@ -91,9 +97,19 @@ def test_twin_writes_the_same_kind_of_nbest_lists(tiny_models, tmp_path):
     for sequences in (1, K):
         outputs[sequences] = tmp_path / f"k{sequences}"
         args = predict_args(tiny_models, outputs[sequences], sequences)
-        run_example([TWIN, *args, "--do_predict", "--train_file", XSUM, "--max_train_steps", "1"])
+        run_example([TWIN, *args, "--do_predict", "--train_file", XSUM, *ONE_STEP_NO_CHANGE])
     assert_nbest_file(outputs[K], K)
     assert read_lines(outputs[K] / "generated_predictions.txt") == read_lines(outputs[1] / "generated_predictions.txt")
-    # The Trainer and the twin generate the same way: the trained twin's lists differ, so only the format is shared.
     card = (outputs[K] / "README.md").read_text()
     assert "| rougeLsum |" in card and "--num_return_sequences 3" in card
+    # Two processes: the same lists (batches differ, so a score may differ in its last digits).
+    torchrun = [Path(sys.executable).parent / "torchrun", "--nproc_per_node", 2]
+    args = [TWIN, *predict_args(tiny_models, tmp_path / "two", K), "--do_predict", "--train_file", XSUM]
+    run_example([*args, *ONE_STEP_NO_CHANGE, "--per_device_eval_batch_size", "2"], launcher=torchrun)
+    one, two = (read_jsonl(folder / "generated_predictions.nbest.jsonl") for folder in (outputs[K], tmp_path / "two"))
+    assert [[h["text"] for h in record["hypotheses"]] for record in one] == [
+        [h["text"] for h in record["hypotheses"]] for record in two
+    ]
+    for first, second in zip(one, two, strict=True):
+        for a, b in zip(first["hypotheses"], second["hypotheses"], strict=True):
+            assert a["score"] == pytest.approx(b["score"], abs=1e-5)
