@@ -54,13 +54,14 @@ def assert_nbest(output_dir) -> None:
 
 
 def test_trainer_stops_on_bleu_keeps_the_best_model_and_records_it(tiny_models, tmp_path):
+    """With the two-tier evaluation: greedy on 2 examples during training picks the best model."""
     output_dir = tmp_path / "out"
     run_example(
         [SCRIPT, *common_args(tiny_models, output_dir)]
         + ["--do_train", "--do_eval", "--predict_with_generate", "--per_device_train_batch_size", "2"]
         + ["--max_steps", "30", "--learning_rate", "1e-3", "--eval_strategy", "steps", "--eval_steps", "2"]
         + ["--save_steps", "2", "--early_stopping_patience", "1", "--load_best_model_at_end", "True"]
-        + ["--metric_for_best_model", "bleu"]
+        + ["--metric_for_best_model", "bleu", "--eval_subset_size", "2", "--eval_num_beams", "1"]
     )
     state = read_json(output_dir / "trainer_state.json")
     assert state["global_step"] < 30
