@@ -19,8 +19,10 @@ from transformers import EarlyStoppingCallback
 
 from average_checkpoints import check_average_last_checkpoints, complete_checkpoints, load_averaged_weights
 from seq2seq_checks import UsageError
+from seq2seq_data import check_num_return_sequences
 
 logger = logging.getLogger(__name__)
+EVALUATIONS_FIX = "add --do_train, --validation_file and --eval_strategy steps (or epoch)"
 
 PATIENCE_HELP = (
     "Stop training once this many evaluations in a row have not improved --metric_for_best_model (by more than "
@@ -122,6 +124,30 @@ def record_evaluation(
         )
     progress.stopped_early = patience is not None and progress.evaluations_without_improvement >= patience
     return progress.stopped_early
+
+
+def check_trainer_final_model_args(args, num_beams: int | None, generated_metrics: list[str], hint: str) -> None:
+    """The Trainer scripts' checks of the flags that pick the final model and of the n-best lists, before anything
+    loads: `generated_metrics` are what --predict_with_generate adds to the loss (e.g. ROUGE), `hint` the fix for
+    asking one of them without it; `num_beams` the script's --num_beams. Raises UsageError."""
+    generates = args.predict_with_generate
+    check_best_model_flags(
+        args.early_stopping_patience,
+        args.early_stopping_threshold,
+        args.load_best_model_at_end,
+        args.metric_for_best_model,
+        ["loss", *generated_metrics, "gen_len"] if generates else ["loss"],
+        None if args.do_train and args.eval_strategy != "no" else EVALUATIONS_FIX,
+        args.average_last_checkpoints,
+        "pick one of those" if generates else hint,
+    )
+    check_trainer_averaging(args)
+    check_num_return_sequences(
+        args.num_return_sequences,
+        num_beams or args.generation_num_beams,
+        args.do_predict and generates,
+        args.generation_backend,
+    )
 
 
 def check_trainer_averaging(args) -> None:

@@ -39,8 +39,7 @@ from best_model import (
     AVERAGE_HELP,
     PATIENCE_HELP,
     THRESHOLD_HELP,
-    check_best_model_flags,
-    check_trainer_averaging,
+    check_trainer_final_model_args,
     early_stopping_callbacks,
     finish_trainer_training,
 )
@@ -120,7 +119,6 @@ from translation_data import (
 )
 
 logger = logging.getLogger(__name__)
-EVALUATIONS_FIX = "add --do_train, --validation_file and --eval_strategy steps (or epoch)"
 
 
 # Copied from examples.pytorch.summarization.run_summarization.ModelArguments
@@ -468,29 +466,6 @@ def validate_args(
     return check_output_dir(training_args)
 
 
-def validate_final_model_args(training_args, num_beams: int | None) -> None:
-    """Check the flags that pick the final model (early stopping, best model, averaged checkpoints) and the n-best
-    lists, before anything is loaded; raises UsageError. (Outside `validate_args`, which the Keras twin copies.)"""
-    generates = training_args.predict_with_generate
-    check_best_model_flags(
-        training_args.early_stopping_patience,
-        training_args.early_stopping_threshold,
-        training_args.load_best_model_at_end,
-        training_args.metric_for_best_model,
-        ["loss", "bleu", "chrf", "gen_len"] if generates else ["loss"],
-        None if training_args.do_train and training_args.eval_strategy != "no" else EVALUATIONS_FIX,
-        training_args.average_last_checkpoints,
-        "pick one of those" if generates else "BLEU and chrF need --predict_with_generate",
-    )
-    check_trainer_averaging(training_args)
-    check_num_return_sequences(
-        training_args.num_return_sequences,
-        num_beams or training_args.generation_num_beams,
-        training_args.do_predict and generates,
-        training_args.generation_backend,
-    )
-
-
 def make_compute_metrics(
     tokenizer,
     references: list[str | list[str]],
@@ -520,7 +495,9 @@ def main() -> None:
         training_args.ctranslate2_compute_type,
         training_args.predict_with_generate and (training_args.do_eval or training_args.do_predict),
     )
-    validate_final_model_args(training_args, data_args.num_beams)
+    check_trainer_final_model_args(
+        training_args, data_args.num_beams, ["bleu", "chrf"], "BLEU and chrF need --predict_with_generate"
+    )
     last_checkpoint = validate_args(model_args, data_args, training_args)
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         logger.info("There is nothing to do: pass --do_train, --do_eval and/or --do_predict.")
