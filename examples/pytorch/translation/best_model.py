@@ -171,6 +171,22 @@ def early_stopping_callbacks(args) -> list:
     return [EarlyStoppingCallback(args.early_stopping_patience, args.early_stopping_threshold)]
 
 
+def average_last_checkpoints_into(model, output_dir: str, count: int) -> list[str]:
+    """Load the average of the last `count` complete checkpoints in `output_dir` into `model` (fewer, with a
+    warning, when training saved fewer); return the model card's note naming them."""
+    checkpoints = complete_checkpoints(output_dir)[-count:]
+    if len(checkpoints) < count:
+        logger.warning(
+            f"--average_last_checkpoints {count}: training saved only {len(checkpoints)} checkpoint(s); averaging those"
+        )
+    if not checkpoints:
+        return []
+    load_averaged_weights(model, checkpoints)
+    names = ", ".join(os.path.basename(path) for path in checkpoints)
+    logger.info(f"Final model: the average of {names}")
+    return [f"Final weights: the average of the last {len(checkpoints)} checkpoints ({names})."]
+
+
 def finish_trainer_training(trainer) -> list[str]:
     """After `trainer.train()`: put the average of the last --average_last_checkpoints checkpoints into the model
     (every process), and return notes for the model card on how the final weights were chosen."""
@@ -186,17 +202,7 @@ def finish_trainer_training(trainer) -> list[str]:
             f"{os.path.basename(state.best_model_checkpoint)}), loaded at the end of training."
         )
     if args.average_last_checkpoints:
-        checkpoints = complete_checkpoints(args.output_dir)[-args.average_last_checkpoints :]
-        if len(checkpoints) < args.average_last_checkpoints:
-            logger.warning(
-                f"--average_last_checkpoints {args.average_last_checkpoints}: training saved only {len(checkpoints)} "
-                "checkpoint(s); averaging those"
-            )
-        if checkpoints:
-            load_averaged_weights(trainer.model, checkpoints)
-            names = ", ".join(os.path.basename(path) for path in checkpoints)
-            logger.info(f"Final model: the average of {names}")
-            notes.append(f"Final weights: the average of the last {len(checkpoints)} checkpoints ({names}).")
+        notes += average_last_checkpoints_into(trainer.model, args.output_dir, args.average_last_checkpoints)
     return notes
 
 
@@ -250,17 +256,7 @@ def finish_accelerate_training(model, args, progress) -> list[str]:
             f"at {progress.best_checkpoint}, step {progress.best_step}), loaded at the end of training."
         )
     if args.average_last_checkpoints:
-        checkpoints = complete_checkpoints(args.output_dir)[-args.average_last_checkpoints :]
-        if len(checkpoints) < args.average_last_checkpoints:
-            logger.warning(
-                f"--average_last_checkpoints {args.average_last_checkpoints}: training saved only {len(checkpoints)} "
-                "checkpoint(s); averaging those"
-            )
-        if checkpoints:
-            load_averaged_weights(model, checkpoints)
-            names = ", ".join(os.path.basename(path) for path in checkpoints)
-            logger.info(f"Final model: the average of {names}")
-            notes.append(f"Final weights: the average of the last {len(checkpoints)} checkpoints ({names}).")
+        notes += average_last_checkpoints_into(model, args.output_dir, args.average_last_checkpoints)
     return notes
 
 
