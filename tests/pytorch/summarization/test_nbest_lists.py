@@ -81,6 +81,23 @@ def test_trainer_writes_sorted_nbest_lists_whose_best_is_the_usual_prediction(tr
     assert not (trainer_predictions / "k1" / "generated_predictions.nbest.jsonl").exists()
 
 
+def test_trainer_nbest_lists_under_torchrun_equal_one_process(trainer_predictions, tiny_models, tmp_path):
+    torchrun = [Path(sys.executable).parent / "torchrun", "--nproc_per_node", 2]
+    args = [SCRIPT, *predict_args(tiny_models, tmp_path / "two", K), "--do_predict", "--predict_with_generate"]
+    # Batches of 2 over 6 examples: each process generates some, padded and gathered back in order.
+    run_example([*args, "--per_device_eval_batch_size", "2"], launcher=torchrun)
+    one, two = (
+        read_jsonl(folder / "generated_predictions.nbest.jsonl")
+        for folder in (trainer_predictions / f"k{K}", tmp_path / "two")
+    )
+    assert [[h["text"] for h in record["hypotheses"]] for record in one] == [
+        [h["text"] for h in record["hypotheses"]] for record in two
+    ]
+    for first, second in zip(one, two, strict=True):
+        for a, b in zip(first["hypotheses"], second["hypotheses"], strict=True):
+            assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+
+
 def test_predict_run_model_card_lists_the_metrics_signature_and_command(trainer_predictions):
     output_dir = trainer_predictions / f"k{K}"
     results = read_json(output_dir / "predict_results.json")
