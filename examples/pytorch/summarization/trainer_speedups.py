@@ -253,15 +253,7 @@ class Seq2SeqTrainerWithSpeedups(Seq2SeqTrainer):
             encoded = self.model.get_encoder()(
                 input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], return_dict=True
             )
-            with self.compute_loss_context_manager():
-                # No cache: the loss needs none, and a cache (cross-attention keys/values of the whole batch) may
-                # outlive `del outputs` until the garbage collector runs, raising the memory peak of generation.
-                outputs = model(**inputs, encoder_outputs=encoded, use_cache=False)
-        if self.label_smoother is not None:
-            loss = self.label_smoother(outputs, inputs["labels"]).detach().mean()
-        else:
-            loss = outputs["loss"].detach().mean()
-        del outputs
+        loss = self.labelled_loss(model, inputs, encoder_outputs=encoded)
         # Generation without the labels (so the parent computes no loss), from a copy of the encoder output:
         # beam search expands it in place.
         unlabelled = {key: value for key, value in inputs.items() if not key.startswith(("labels", "decoder_"))}
@@ -273,23 +265,12 @@ class Seq2SeqTrainerWithSpeedups(Seq2SeqTrainer):
         """The generate-and-score step of --generation_backend ctranslate2: the loss from the model (no cache, as
         above), the tokens from CTranslate2, both padded as the parent pads them."""
         inputs = self._prepare_inputs(inputs)
-        loss = None
-        if "labels" in inputs:
-            with torch.no_grad(), self.compute_loss_context_manager():
-                outputs = model(**inputs, use_cache=False)
-            if self.label_smoother is not None:
-                loss = self.label_smoother(outputs, inputs["labels"]).detach().mean()
-            else:
-                loss = outputs["loss"].detach().mean()
+        loss = self.labelled_loss(model, inputs) if "labels" in inputs else None
         gen_kwargs = gen_kwargs or getattr(self, "_gen_kwargs", {})  # the parent's rule, as above
         config = generation_config_for(
             self.model, {key: value for key, value in gen_kwargs.items() if key != "synced_gpus"}
         )
         generated = self.ctranslate2.generate(inputs["input_ids"], inputs["attention_mask"], config)
-        # The parent fills transformers' defaults into the model's generation config before padding to its lengths.
-        self.model.generation_config.update(
-            **self.model.generation_config._get_default_generation_params(), defaults_only=True
-        )
         generated = self.pad_as_generated(generated.to(inputs["input_ids"].device))
         labels = self.pad_as_generated(inputs["labels"]) if "labels" in inputs else None
         return loss, generated, labels
@@ -300,15 +281,8 @@ class Seq2SeqTrainerWithSpeedups(Seq2SeqTrainer):
         (tokens, scores), labels): tokens as batch x length x K, because the Trainer pads and gathers predictions
         along dimension 1 and keeps dimension 0 as the examples; scores as batch x K."""
         inputs = self._prepare_inputs(inputs)
-        loss = labels = None
-        if "labels" in inputs:
-            with torch.no_grad(), self.compute_loss_context_manager():
-                outputs = model(**inputs, use_cache=False)
-            if self.label_smoother is not None:
-                loss = self.label_smoother(outputs, inputs["labels"]).detach().mean()
-            else:
-                loss = outputs["loss"].detach().mean()
-            labels = self.pad_as_generated(inputs["labels"])
+        loss = self.labelled_loss(model, inputs) if "labels" in inputs else None
+        labels = self.pad_as_generated(inputs["labels"]) if "labels" in inputs else None
         gen_kwargs = gen_kwargs or getattr(self, "_gen_kwargs", {})  # the parent's rule, as above
         gen_kwargs = {key: value for key, value in gen_kwargs.items() if value is not None and key != "synced_gpus"}
         if self.args.eval_beams_share_cross_attention:
@@ -322,17 +296,26 @@ class Seq2SeqTrainerWithSpeedups(Seq2SeqTrainer):
                 return_dict_in_generate=True,
                 **gen_kwargs,
             )
-        self.model.generation_config.update(
-            **self.model.generation_config._get_default_generation_params(), defaults_only=True
-        )
         batch_size = inputs["input_ids"].shape[0]
         tokens = self.pad_as_generated(output.sequences).view(batch_size, self.num_return_sequences, -1)
         scores = output.sequences_scores.view(batch_size, self.num_return_sequences)
         return loss, (tokens.transpose(1, 2).contiguous(), scores), labels
 
+    def labelled_loss(self, model, inputs: dict, **model_kwargs) -> torch.Tensor:
+        """The batch's mean loss on its labels (label smoothing included), as the parent's step computes it, but
+        without a cache: the loss needs none, and a cache (cross-attention keys/values of the whole batch) may
+        outlive the outputs until the garbage collector runs, raising the memory peak of the generation after it."""
+        with torch.no_grad(), self.compute_loss_context_manager():
+            outputs = model(**inputs, **model_kwargs, use_cache=False)
+        if self.label_smoother is not None:
+            return self.label_smoother(outputs, inputs["labels"]).detach().mean()
+        return outputs["loss"].detach().mean()
+
     def pad_as_generated(self, tensor: torch.Tensor) -> torch.Tensor:
-        """Pad label or token rows to the width `Seq2SeqTrainer.prediction_step` pads generated tokens to."""
+        """Pad label or token rows to the width `Seq2SeqTrainer.prediction_step` pads generated tokens to (after
+        filling in transformers' defaults into the model's generation config, as the parent does first)."""
         gen_config = self.model.generation_config
+        gen_config.update(**gen_config._get_default_generation_params(), defaults_only=True)
         if tensor.shape[-1] < gen_config.max_length:
             return self._pad_tensors_to_max_len(tensor, gen_config.max_length)
         if gen_config.max_new_tokens is not None and tensor.shape[-1] < gen_config.max_new_tokens + 1:

@@ -238,11 +238,11 @@ def check_accelerate_best_model_flags(args, computed: list[str], evaluates: str 
     )
 
 
-def finish_accelerate_training(model, args, progress) -> list[str]:
+def finish_accelerate_training(model, args, progress) -> tuple[list[str], bool]:
     """After the twins' training loop: load the best epoch's weights (--load_best_model_at_end) or the average of
-    the last checkpoints into `model` (the unwrapped one, on every process); return notes for the model card
-    (empty when the final weights are the last step's)."""
-    notes = []
+    the last checkpoints into `model` (the unwrapped one, on every process). Returns the notes for the model card,
+    and whether `model` now differs from the one the last evaluation saw (then it needs an evaluation of its own)."""
+    notes, changed = [], False
     if args.early_stopping_patience is not None and progress.stopped_early:
         notes.append(
             f"Training stopped early at step {progress.completed_steps}: {args.early_stopping_patience} "
@@ -255,9 +255,11 @@ def finish_accelerate_training(model, args, progress) -> list[str]:
             f"Final weights: the best evaluation's ({metric_key(args.metric_for_best_model)} {progress.best_metric} "
             f"at {progress.best_checkpoint}, step {progress.best_step}), loaded at the end of training."
         )
+        changed = progress.best_step != progress.completed_steps
     if args.average_last_checkpoints:
-        notes += average_last_checkpoints_into(model, args.output_dir, args.average_last_checkpoints)
-    return notes
+        averaged = average_last_checkpoints_into(model, args.output_dir, args.average_last_checkpoints)
+        notes, changed = notes + averaged, changed or bool(averaged)
+    return notes, changed
 
 
 def note_epoch_evaluation(args, progress, metrics: dict, epoch: int, eval_log) -> bool:

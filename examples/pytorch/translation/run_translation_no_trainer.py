@@ -726,8 +726,8 @@ def main() -> None:
                 push_folder(args, repo_id, f"Training in progress epoch {epoch}")
     progress_bar.close()
     train_runtime = time.time() - start_time
-    card_notes = finish_accelerate_training(accelerator.unwrap_model(model), args, progress)
-    if card_notes and (args.average_last_checkpoints or progress.best_step != progress.completed_steps):
+    card_notes, weights_changed = finish_accelerate_training(accelerator.unwrap_model(model), args, progress)
+    if weights_changed:
         eval_metrics = None  # other weights than the last evaluation's: evaluate them
     if eval_dataloader is not None and eval_metrics is None:  # also when resumed from a finished run's checkpoint
         eval_metrics, eval_predictions, eval_lengths, _ = evaluate(

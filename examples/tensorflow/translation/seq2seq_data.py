@@ -272,14 +272,16 @@ def write_nbest_predictions(path: str, tokenizer, token_ids: np.ndarray, scores:
     """generated_predictions.nbest.jsonl: per example (examples x K x length ids, in input order), its K
     hypotheses best first with the scores beam search ranked them by, `{"index", "hypotheses": [{"text",
     "score"}]}`; the first hypothesis is the line of generated_predictions.txt."""
+    num_examples, sequences = token_ids.shape[:2]
+    texts, _ = decode_predictions(tokenizer, token_ids.reshape(num_examples * sequences, -1), num_examples * sequences)
     with atomic_write(path) as handle:
-        for index, (hypotheses, hypothesis_scores) in enumerate(zip(token_ids, scores, strict=True)):
-            texts, _ = decode_predictions(tokenizer, hypotheses, len(hypotheses))
+        for index, hypothesis_scores in enumerate(scores):
+            hypotheses = texts[index * sequences : (index + 1) * sequences]
             record = {
                 "index": index,
                 "hypotheses": [
                     {"text": text, "score": round(float(score), 6)}
-                    for text, score in zip(texts, hypothesis_scores, strict=True)
+                    for text, score in zip(hypotheses, hypothesis_scores, strict=True)
                 ],
             }
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")

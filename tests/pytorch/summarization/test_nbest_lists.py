@@ -55,6 +55,17 @@ def assert_nbest_file(output_dir, sequences: int) -> list[dict]:
     return records
 
 
+def assert_same_nbest(one_process, two_processes) -> None:
+    """The same hypotheses in the same order; scores equal up to float noise (the processes batch differently)."""
+    one, two = (read_jsonl(folder / "generated_predictions.nbest.jsonl") for folder in (one_process, two_processes))
+    assert [[h["text"] for h in record["hypotheses"]] for record in one] == [
+        [h["text"] for h in record["hypotheses"]] for record in two
+    ]
+    for first, second in zip(one, two, strict=True):
+        for a, b in zip(first["hypotheses"], second["hypotheses"], strict=True):
+            assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+
+
 @pytest.fixture(scope="module")
 def trainer_predictions(tiny_models, tmp_path_factory):
     folder = tmp_path_factory.mktemp("nbest")
@@ -86,16 +97,7 @@ def test_trainer_nbest_lists_under_torchrun_equal_one_process(trainer_prediction
     args = [SCRIPT, *predict_args(tiny_models, tmp_path / "two", K), "--do_predict", "--predict_with_generate"]
     # Batches of 2 over 6 examples: each process generates some, padded and gathered back in order.
     run_example([*args, "--per_device_eval_batch_size", "2"], launcher=torchrun)
-    one, two = (
-        read_jsonl(folder / "generated_predictions.nbest.jsonl")
-        for folder in (trainer_predictions / f"k{K}", tmp_path / "two")
-    )
-    assert [[h["text"] for h in record["hypotheses"]] for record in one] == [
-        [h["text"] for h in record["hypotheses"]] for record in two
-    ]
-    for first, second in zip(one, two, strict=True):
-        for a, b in zip(first["hypotheses"], second["hypotheses"], strict=True):
-            assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+    assert_same_nbest(trainer_predictions / f"k{K}", tmp_path / "two")
 
 
 def test_predict_run_model_card_lists_the_metrics_signature_and_command(trainer_predictions):
@@ -123,10 +125,4 @@ def test_twin_writes_the_same_kind_of_nbest_lists(tiny_models, tmp_path):
     torchrun = [Path(sys.executable).parent / "torchrun", "--nproc_per_node", 2]
     args = [TWIN, *predict_args(tiny_models, tmp_path / "two", K), "--do_predict", "--train_file", XSUM]
     run_example([*args, *ONE_STEP_NO_CHANGE, "--per_device_eval_batch_size", "2"], launcher=torchrun)
-    one, two = (read_jsonl(folder / "generated_predictions.nbest.jsonl") for folder in (outputs[K], tmp_path / "two"))
-    assert [[h["text"] for h in record["hypotheses"]] for record in one] == [
-        [h["text"] for h in record["hypotheses"]] for record in two
-    ]
-    for first, second in zip(one, two, strict=True):
-        for a, b in zip(first["hypotheses"], second["hypotheses"], strict=True):
-            assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+    assert_same_nbest(outputs[K], tmp_path / "two")
